@@ -1,0 +1,282 @@
+"""The machinery every characteristic codec shares: a bounds-checked reader and a writer of
+little-endian GATT fields, the registry of codecs by 16-bit UUID, and the JSON view.
+
+A codec is a frozen, slotted dataclass registered with `@register(0x2A35)`; it has a
+``from_bytes`` classmethod, ``__bytes__`` and fields named as the contract's JSON names them.
+`decode` is the one entry point: whatever the bytes, it returns a value or raises
+`MalformedValue`. Anything else escaping a decoder is a bug, and the hypothesis tests hunt it.
+
+Our reading of the specification on extra octets and reserved bits (GATT Specification
+Supplement, "Reserved for Future Use"): a sender sets RFU bits to 0 and a receiver ignores
+them; octets after the last field the flags announce are ignored too, so a device speaking a
+later revision of a profile still decodes. Truncation is never tolerated: a value shorter
+than its flags demand is `MalformedValue`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Final, Protocol, Self, TypeVar
+
+from device_drivers.errors import MalformedValue, UnencodableValue, UnknownCharacteristic
+from device_drivers.ieee11073 import (
+    Measure,
+    Special,
+    decode_float,
+    decode_sfloat,
+    encode_float,
+    encode_sfloat,
+    measure_to_json,
+)
+
+__all__ = [
+    "ByteReader",
+    "ByteWriter",
+    "Codec",
+    "codec_for",
+    "decode",
+    "register",
+    "registered",
+    "to_json",
+]
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+class Codec(Protocol):
+    """What every registered characteristic value type provides."""
+
+    UUID: ClassVar[int]
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self: ...
+
+    def __bytes__(self) -> bytes: ...
+
+
+_REGISTRY: dict[int, type[Codec]] = {}
+C = TypeVar("C", bound=type[Any])
+
+
+def register(uuid: int) -> Callable[[C], C]:
+    """Class decorator: make `cls` the codec of characteristic `uuid`."""
+
+    def apply(cls: C) -> C:
+        if uuid in _REGISTRY:
+            raise RuntimeError(f"two codecs for {uuid:04X}")
+        cls.UUID = uuid
+        _REGISTRY[uuid] = cls
+        return cls
+
+    return apply
+
+
+def registered() -> Mapping[int, type[Codec]]:
+    """Every registered codec by 16-bit UUID (import `device_drivers` to fill it)."""
+    return dict(_REGISTRY)
+
+
+def codec_for(uuid: int) -> type[Codec]:
+    try:
+        return _REGISTRY[uuid]
+    except KeyError:
+        raise UnknownCharacteristic(uuid) from None
+
+
+def decode(uuid: int, data: bytes) -> Codec:
+    """Decode one characteristic value; raises only `MalformedValue` or `UnknownCharacteristic`."""
+    return codec_for(uuid).from_bytes(bytes(data))
+
+
+class ByteReader:
+    """Reads little-endian GATT fields from one value, raising `MalformedValue` with the
+    characteristic, the offset and the hex on truncation or an out-of-range field."""
+
+    __slots__ = ("_data", "_uuid", "offset")
+
+    def __init__(self, uuid: int, data: bytes) -> None:
+        self._uuid = uuid
+        self._data = bytes(data)
+        self.offset = 0
+
+    def error(self, reason: str, offset: int | None = None) -> MalformedValue:
+        return MalformedValue(
+            self._uuid, self._data, self.offset if offset is None else offset, reason
+        )
+
+    def remaining(self) -> int:
+        return len(self._data) - self.offset
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.remaining() < n:
+            raise self.error(f"{what} needs {n} octet(s), {self.remaining()} left")
+        chunk = self._data[self.offset : self.offset + n]
+        self.offset += n
+        return chunk
+
+    def rest(self) -> bytes:
+        chunk = self._data[self.offset :]
+        self.offset = len(self._data)
+        return chunk
+
+    def uint(self, n: int, what: str) -> int:
+        return int.from_bytes(self.take(n, what), "little")
+
+    def u8(self, what: str) -> int:
+        return self.uint(1, what)
+
+    def u16(self, what: str) -> int:
+        return self.uint(2, what)
+
+    def u24(self, what: str) -> int:
+        return self.uint(3, what)
+
+    def u32(self, what: str) -> int:
+        return self.uint(4, what)
+
+    def s16(self, what: str) -> int:
+        return int.from_bytes(self.take(2, what), "little", signed=True)
+
+    def sfloat(self, what: str) -> Measure:
+        return decode_sfloat(self.u16(what))
+
+    def float32(self, what: str) -> Measure:
+        return decode_float(self.u32(what))
+
+    def date_time(self, what: str) -> datetime | None:
+        """A Date Time (0x2A08) field, 7 octets, as the device's naive local time.
+
+        Year 0, month 0 or day 0 mean "not known" in the spec: such a stamp is no instant at all,
+        so it reads as None (the reading then falls back to its receive time). A component out of
+        its range (month 13, hour 24) or an impossible date (31 February) is `MalformedValue`.
+        """
+        start = self.offset
+        year, month, day, hour, minute, second = struct.unpack("<HBBBBB", self.take(7, what))
+        if year == 0 or month == 0 or day == 0:
+            if not (hour <= 23 and minute <= 59 and second <= 59):
+                raise self.error(f"{what}: time of day out of range", start)
+            return None
+        if not 1582 <= year <= 9999:
+            raise self.error(f"{what}: year {year} outside 1582..9999", start)
+        try:
+            # Device local time, deliberately naive: the device sends no zone (contract).
+            return datetime(year, month, day, hour, minute, second)  # noqa: DTZ001
+        except ValueError as exc:
+            raise self.error(f"{what}: {exc}", start) from None
+
+
+class ByteWriter:
+    """Builds a value field by field; encoding problems are `UnencodableValue`."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self._parts)
+
+    def raw(self, data: bytes) -> None:
+        self._parts.append(bytes(data))
+
+    def uint(self, value: int, n: int, what: str) -> None:
+        try:
+            self._parts.append(int(value).to_bytes(n, "little"))
+        except OverflowError:
+            raise UnencodableValue(f"{what}={value} does not fit {n} octet(s)") from None
+
+    def u8(self, value: int, what: str) -> None:
+        self.uint(value, 1, what)
+
+    def u16(self, value: int, what: str) -> None:
+        self.uint(value, 2, what)
+
+    def u24(self, value: int, what: str) -> None:
+        self.uint(value, 3, what)
+
+    def u32(self, value: int, what: str) -> None:
+        self.uint(value, 4, what)
+
+    def s16(self, value: int, what: str) -> None:
+        try:
+            self._parts.append(int(value).to_bytes(2, "little", signed=True))
+        except OverflowError:
+            raise UnencodableValue(f"{what}={value} does not fit a signed 16-bit field") from None
+
+    def sfloat(self, value: Measure) -> None:
+        self.u16(encode_sfloat(value), "sfloat")
+
+    def float32(self, value: Measure) -> None:
+        self.u32(encode_float(value), "float")
+
+    def date_time(self, value: datetime | None) -> None:
+        if value is None:
+            self._parts.append(bytes(7))
+            return
+        if not 1582 <= value.year <= 9999:
+            raise UnencodableValue(f"year {value.year} outside 1582..9999")
+        self._parts.append(
+            struct.pack(
+                "<HBBBBB",
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+            )
+        )
+
+
+def scaled(raw: int, resolution: str) -> Decimal:
+    """A fixed-resolution integer field as an exact decimal (weight: raw × 0.005 kg)."""
+    return Decimal(raw) * Decimal(resolution)
+
+
+def unscaled(value: Decimal, resolution: str, what: str) -> int:
+    """The integer a fixed-resolution field carries; refuses values between two steps."""
+    steps = value / Decimal(resolution)
+    if steps != steps.to_integral_value():
+        raise UnencodableValue(f"{what}={value} is not a multiple of {resolution}")
+    return int(steps)
+
+
+_JSON_SKIP: Final = frozenset({"UUID"})
+
+
+def to_json(value: object) -> JsonValue:
+    """The contract's JSON view of a decoded value: absent optional fields omitted, numbers
+    exact, special values as their strings, enums as their values, times ISO 8601."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, Decimal | Special):
+        return measure_to_json(value)
+    if isinstance(value, enum.Enum):
+        inner = value.value
+        return inner if isinstance(inner, int | str) else str(inner)
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, JsonValue] = {}
+        for field in dataclasses.fields(value):
+            if field.name.startswith("_") or field.name in _JSON_SKIP:
+                continue
+            item = getattr(value, field.name)
+            if item is None:
+                continue
+            out[field.name] = to_json(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    raise TypeError(f"no JSON view for {type(value).__name__}")

@@ -1,0 +1,97 @@
+"""`Reading`: one measurement as the gateway captured it, and its identity.
+
+Three times per reading (LESSONS.md L6.1): the device's own stamp, kept verbatim inside
+`value`; the gateway's receive time `received_at` (UTC, trusted or not); and the corrected UTC
+time, which only the FHIR mapping computes, from `device_clock_offset_s`.
+
+The raw bytes are the record: every typed view is decoded from them, so a later, better
+decoder reads old readings better, and nothing the device said is lost to a mapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from device_drivers.codec import Codec, decode
+
+__all__ = ["MEASUREMENT_CHARACTERISTICS", "PHD_EPOCH", "Reading"]
+
+MEASUREMENT_CHARACTERISTICS: Final = frozenset({0x2A35, 0x2A18, 0x2A9D, 0x2A9C})
+"""The characteristics whose values are readings (0x2A36 live cuff pressure never is, L5.4)."""
+
+PHD_EPOCH: Final = datetime(2000, 1, 1)  # noqa: DTZ001 - PHD IG counts device local time from here
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measurement: raw bytes plus what the gateway knew when it received them.
+
+    `device` is the device's identity address, upper case (``"C0:11:22:33:44:55"``).
+    `context` is the Glucose Measurement Context (0x2A34) value joined to a 0x2A18 reading by
+    sequence number. `device_clock_offset_s` is the device clock minus the gateway clock as read
+    at the connection that delivered this reading (None when the device has no clock to read).
+    """
+
+    device: str
+    characteristic: int
+    value: bytes
+    received_at: datetime
+    clock_trusted: bool
+    context: bytes | None = None
+    device_clock_offset_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware (UTC)")
+
+    def measurement(self) -> Codec:
+        """The typed value; `MalformedValue` if the bytes do not decode."""
+        return decode(self.characteristic, self.value)
+
+    def device_timestamp(self) -> datetime | None:
+        """The device's own time for this measurement, as it sent it (naive local time).
+
+        Glucose: base time plus the time offset field, as the Glucose Service defines it.
+        """
+        m = self.measurement()
+        stamp = getattr(m, "timestamp", None) or getattr(m, "base_time", None)
+        if not isinstance(stamp, datetime):
+            return None
+        offset = getattr(m, "time_offset", None)
+        if isinstance(offset, int):
+            stamp += timedelta(minutes=offset)
+        return stamp
+
+    def sequence_number(self) -> int | None:
+        seq = getattr(self.measurement(), "sequence_number", None)
+        return seq if isinstance(seq, int) else None
+
+    def identity(self) -> str:
+        """A stable identifier from what the reading is: device, characteristic, sequence number
+        or device time (the receive time when it has neither, so two such readings stay two),
+        and value. The store computes it once at capture and keeps it; never recompute it for a
+        stored reading."""
+        seq = self.sequence_number()
+        stamp = self.device_timestamp()
+        if seq is not None:
+            when = f"seq:{seq}"
+        elif stamp is not None:
+            when = f"ts:{stamp.isoformat()}"
+        else:
+            when = f"rx:{self.received_at.astimezone(UTC).isoformat()}"
+        material = "|".join(
+            (self.device.upper(), f"{self.characteristic:04X}", when, self.value.hex())
+        )
+        return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+    def phd_timestamp_part(self) -> str:
+        """The PHD IG dedup identifier's timestamp part (FHIR.md section 10): whole seconds since
+        2000-01-01T00:00:00 of the device's local time as sent, BLE Date Time having 1 s
+        resolution and no offset; the receive time (UTC) for a reading without a device time."""
+        stamp = self.device_timestamp()
+        if stamp is None:
+            stamp = self.received_at.astimezone(UTC).replace(tzinfo=None)
+        return str(int((stamp - PHD_EPOCH).total_seconds()))

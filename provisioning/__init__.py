@@ -1,0 +1,2 @@
+"""The technician's workflows: identity and enrollment, pairing, device registry,
+diagnostics, factory reset (`carebox provision ...`)."""
