@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from device_drivers.codec import Codec, decode
+from device_drivers.errors import MalformedValue
 
 __all__ = ["MEASUREMENT_CHARACTERISTICS", "PHD_EPOCH", "Reading"]
 
@@ -56,7 +57,10 @@ class Reading:
 
         Glucose: base time plus the time offset field, as the Glucose Service defines it.
         """
-        m = self.measurement()
+        try:
+            m = self.measurement()
+        except MalformedValue:
+            return None
         stamp = getattr(m, "timestamp", None) or getattr(m, "base_time", None)
         if not isinstance(stamp, datetime):
             return None
@@ -66,12 +70,16 @@ class Reading:
         return stamp
 
     def sequence_number(self) -> int | None:
-        seq = getattr(self.measurement(), "sequence_number", None)
+        try:
+            seq = getattr(self.measurement(), "sequence_number", None)
+        except MalformedValue:
+            return None
         return seq if isinstance(seq, int) else None
 
     def identity(self) -> str:
         """A stable identifier from what the reading is: device, characteristic, sequence number
-        or device time (the receive time when it has neither, so two such readings stay two),
+        or device time (the receive time when it has neither, or its bytes do not decode, so two
+        such readings stay two),
         and value. The store computes it once at capture and keeps it; never recompute it for a
         stored reading."""
         seq = self.sequence_number()
