@@ -1,0 +1,75 @@
+"""Encrypted store-and-forward outbox: every reading is sealed and committed before it counts
+as received, and kept until the upstream acknowledged it.
+
+Layout
+    store.py     `Store`, the async facade; `_Engine`, all SQL, run on one owner thread
+    schema.py    database file, durability pragmas (and why), forward migrations, set-aside
+    crypto.py    the only importer of `cryptography`: seal/open, key wrap, KEK providers
+    records.py   the values (`StoredReading`, `StoreStats`, `DeviceRecord`, `Event`) and the
+                 sealed plaintext layout of a reading
+    status.py    read-only stats/devices for `carebox status` from another process
+    errors.py    the error tree below
+
+Invariants
+- `add` returns only after its one transaction (readings + the device's cursor) committed
+  with ``synchronous=FULL``: a cursor never runs ahead of the readings it covers (L2.2).
+- A row's key is HMAC-SHA256(index key, `Reading.identity()`), truncated to 128 bits; the
+  identity (a plain SHA-256 of device, time and value) is only ever inside the seal, so the
+  file neither reveals nor confirms a health value. The identity is computed once, at add.
+- A payload is AES-256-GCM under the current data key with a fresh random nonce; the
+  associated data binds record format, key id and row key, so a ciphertext moved to another
+  row fails. A record failing its tag moves to `quarantine` with a ``tampered_record`` event
+  and the queue flows on.
+- `ack` deletes the row and keeps a tombstone (its row key) in the same transaction: a
+  reading replayed by a device after delivery is recognised and not stored again. Hence no
+  row is ever "delivered but waiting for prune" (`StoreStats.delivered_waiting_prune` is 0).
+- Nothing undelivered is deleted, except by a technician's `retention_days`. Past the
+  free-disk floor new readings are refused (`StoreFull`, one ``store_full`` event); above the
+  quota they are still accepted, with ``quota_pressure`` events at 50/80/90/100 %.
+- Leases live in the database but only for this process: every open clears them.
+- One process per state directory (an flock on ``store.lock``); `carebox status` reads
+  concurrently through `Store.read_status` (read-only, no keys).
+
+Errors::
+
+    GatewayError
+    └── StoreError         a store that cannot be used; the message says what to do
+        ├── StoreFull      free-disk floor reached; new readings refused, nothing lost
+        ├── StoreCorrupt   integrity failure (database file or one record)
+        │   └── TamperedRecord   a record failing its tag (quarantined, never raised by lease)
+        ├── WrongKey       the KEK does not open the data keys; nothing was changed
+        └── StoreBusy      another process holds the store
+
+Gotchas
+- ``auto_vacuum=INCREMENTAL`` only takes on a fresh file; `prune` runs the incremental vacuum
+  and a TRUNCATE checkpoint so a drained backlog gives the disk back.
+- The owner thread is a one-worker executor, not aiosqlite: aiosqlite hands off once per
+  statement, and a batch must be one hand-off (PERFORMANCE.md).
+"""
+
+from gateway.store.errors import (
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    TamperedRecord,
+    WrongKey,
+)
+from gateway.store.records import DeviceRecord, Event, StoredReading, StoreStats
+from gateway.store.status import StoreStatus
+from gateway.store.store import Store
+
+__all__ = [
+    "DeviceRecord",
+    "Event",
+    "Store",
+    "StoreBusy",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreFull",
+    "StoreStats",
+    "StoreStatus",
+    "StoredReading",
+    "TamperedRecord",
+    "WrongKey",
+]

@@ -1,0 +1,93 @@
+"""Synchronous queries for stats and the device registry, shared by the store's owner thread
+and `carebox status`, which reads a running service's database read-only from its own
+process without any key (nothing here needs decryption)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.store.errors import StoreError
+from gateway.store.records import DeviceRecord, StoreStats, from_us
+from gateway.store.schema import BUSY_TIMEOUT_MS, DB_NAME
+
+__all__ = ["StoreStatus", "device_rows", "read_status", "stats_of"]
+
+_DEVICE_COLUMNS = (
+    "address, kind, name, paired_at, manufacturer, model, serial, firmware, hardware, "
+    "software, system_id, last_contact, battery"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    stats: StoreStats
+    devices: list[DeviceRecord]
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def stats_of(conn: sqlite3.Connection, path: Path, *, leased: int = 0) -> StoreStats:
+    depth = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    oldest = conn.execute("SELECT captured_at FROM outbox ORDER BY seq LIMIT 1").fetchone()
+    last_ack = conn.execute("SELECT value FROM meta WHERE name = 'last_ack'").fetchone()
+    quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    tombstones = conn.execute("SELECT count(*) FROM tombstones").fetchone()[0]
+    size = sum(_file_size(path.with_name(path.name + s)) for s in ("", "-wal"))
+    return StoreStats(
+        queue_depth=int(depth),
+        oldest_waiting=from_us(int(oldest[0]) * 1000) if oldest else None,
+        last_ack=from_us(int(last_ack[0]) * 1000) if last_ack else None,
+        size_bytes=size,
+        delivered_waiting_prune=0,
+        quarantined=int(quarantined),
+        leased=leased,
+        tombstones=int(tombstones),
+    )
+
+
+def device_rows(conn: sqlite3.Connection) -> list[DeviceRecord]:
+    rows = conn.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY address").fetchall()  # noqa: S608 - constant column list
+    return [
+        DeviceRecord(
+            address=r[0],
+            kind=r[1],
+            name=r[2],
+            paired_at=from_us(r[3] * 1000),
+            manufacturer=r[4],
+            model=r[5],
+            serial=r[6],
+            firmware=r[7],
+            hardware=r[8],
+            software=r[9],
+            system_id=r[10],
+            last_contact=None if r[11] is None else from_us(r[11] * 1000),
+            battery=r[12],
+        )
+        for r in rows
+    ]
+
+
+def read_status(state_dir: Path) -> StoreStatus:
+    """Stats and devices of the store in `state_dir`, opened read-only (safe while the
+    service runs: WAL readers never block the writer)."""
+    path = state_dir / DB_NAME
+    if not path.exists():
+        raise StoreError(f"no store in {state_dir}: has the service run once (carebox run)?")
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path} read-only: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return StoreStatus(stats_of(conn, path), device_rows(conn))
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    finally:
+        conn.close()

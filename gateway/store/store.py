@@ -1,0 +1,600 @@
+"""`Store`: the async facade. Every public coroutine is one job on the owner thread, which
+holds the only `sqlite3` connection: one thread hand-off per batch, not per row
+(PERFORMANCE.md). aiosqlite's public API offers one hand-off per statement only, so the store
+keeps its own single-thread executor, the same shape as aiosqlite's worker."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self, TypeVar
+
+from device_drivers.reading import Reading
+from gateway.store import crypto
+from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
+from gateway.store.records import (
+    RECORD_FORMAT,
+    DeviceRecord,
+    Event,
+    StoredReading,
+    StoreStats,
+    from_us,
+    pack_reading,
+    to_us,
+    unpack_reading,
+)
+from gateway.store.schema import DB_NAME, connect, migrate, set_aside
+from gateway.store.status import StoreStatus, device_rows, read_status, stats_of
+
+__all__ = ["Store"]
+
+T = TypeVar("T")
+MIB: Final = 1024 * 1024
+ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
+QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
+EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
+DetailValue = str | int | float | bool
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _aad(key_id: int, rid: bytes) -> bytes:
+    return b"carebox-outbox|%d|%d|" % (RECORD_FORMAT, key_id) + rid
+
+
+def _ms(at: datetime | None) -> int | None:
+    return None if at is None else to_us(at) // 1000
+
+
+class _Tx:
+    """BEGIN IMMEDIATE .. COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "full" in str(exc).lower()
+
+
+class _Engine:
+    """Everything that touches the connection; runs only on the owner thread."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        provider: crypto.KekProvider,
+        *,
+        max_bytes: int,
+        min_free_bytes: int,
+        retention: timedelta | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / DB_NAME
+        self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
+        self.retention = retention
+        self.clock = clock
+        self.lock_fd = self._lock()
+        self.quota_level = 0
+        self.refusing = False
+        set_aside_as: Path | None = None
+        try:
+            try:
+                self.conn = connect(self.path)
+            except StoreCorrupt:
+                set_aside_as = set_aside(self.path)
+                self.conn = connect(self.path)
+            migrate(self.conn)
+            self._fsync_dir()
+            self.index_key, self.sealers = self._load_keys(provider)
+            self.current = max(self.sealers)
+            with _Tx(self.conn) as c:
+                # leases are promises of this process only: whatever was in flight died
+                c.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until != 0")
+                if set_aside_as is not None:
+                    self._event(c, "store_set_aside", {"moved_to": set_aside_as.name})
+        except BaseException:
+            self.close()
+            raise
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _lock(self) -> int:
+        fd = os.open(self.state_dir / "store.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreBusy(
+                f"the store in {self.state_dir} is open in another process: stop it first"
+            ) from None
+        return fd
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _load_keys(self, provider: crypto.KekProvider) -> tuple[bytes, dict[int, crypto.Sealer]]:
+        rows = self.conn.execute(
+            "SELECT key_id, purpose, wrapped FROM keys ORDER BY key_id"
+        ).fetchall()
+        if not rows:
+            kek = provider.load(create=True)
+            now = _now_ms()
+            index_key, data_key = crypto.new_key(), crypto.new_key()
+            with _Tx(self.conn) as c:
+                c.execute(
+                    "INSERT INTO keys VALUES (1, 'index', ?, ?)",
+                    (crypto.wrap_key(kek, "index", 1, index_key), now),
+                )
+                c.execute(
+                    "INSERT INTO keys VALUES (2, 'data', ?, ?)",
+                    (crypto.wrap_key(kek, "data", 2, data_key), now),
+                )
+            self.kek = kek
+            return index_key, {2: crypto.Sealer(2, data_key)}
+        kek = provider.load(create=False)
+        index: bytes | None = None
+        sealers: dict[int, crypto.Sealer] = {}
+        for key_id, purpose, wrapped in rows:
+            key = crypto.unwrap_key(kek, purpose, key_id, wrapped)
+            if purpose == "index":
+                index = key
+            else:
+                sealers[key_id] = crypto.Sealer(key_id, key)
+        if index is None or not sealers:
+            raise StoreCorrupt(f"{self.path} lacks its index or data key")
+        self.kek = kek
+        return index, sealers
+
+    def close(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.conn = None  # type: ignore[assignment]
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
+
+    # -- events ---------------------------------------------------------------------------
+    @staticmethod
+    def _event(c: sqlite3.Connection, kind: str, detail: dict[str, DetailValue]) -> None:
+        c.execute(
+            "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
+            (_now_ms(), kind, json.dumps(detail, sort_keys=True)),
+        )
+
+    def record_event(self, kind: str, detail: dict[str, DetailValue]) -> None:
+        for key, value in detail.items():
+            if not isinstance(value, str | int | float | bool):
+                raise StoreError(f"event detail {key!r} must be str, int, float or bool")
+        with _Tx(self.conn) as c:
+            self._event(c, kind, detail)
+
+    def events(self, after: int, limit: int) -> list[Event]:
+        rows = self.conn.execute(
+            "SELECT id, at, kind, detail FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [Event(i, from_us(at * 1000), kind, json.loads(d)) for i, at, kind, d in rows]
+
+    # -- limits ---------------------------------------------------------------------------
+    def _db_bytes(self) -> int:
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def _check_room(self, count: int) -> None:
+        """Refuse past the free-disk floor; report quota pressure at rising thresholds."""
+        need = count * ESTIMATED_ROW_BYTES
+        used = self._db_bytes()
+        if used + need > self.max_bytes and self.retention is not None:
+            self._expire()
+            used = self._db_bytes()
+        level = max(
+            (t for t in QUOTA_THRESHOLDS if used + need >= self.max_bytes * t // 100), default=0
+        )
+        if level > self.quota_level:
+            with _Tx(self.conn) as c:
+                self._event(
+                    c,
+                    "quota_pressure",
+                    {"percent": level, "used_bytes": used, "max_bytes": self.max_bytes},
+                )
+        self.quota_level = level
+        st = os.statvfs(self.state_dir)
+        free = st.f_bavail * st.f_frsize
+        if free - need < self.min_free_bytes:
+            self._refuse(count, f"{free // MIB} MiB free, floor {self.min_free_bytes // MIB} MiB")
+
+    def _refuse(self, count: int, why: str) -> None:
+        if not self.refusing:
+            self.refusing = True
+            with suppress(sqlite3.Error):
+                self.record_event("store_full", {"refused": count, "reason": why})
+        raise StoreFull(
+            f"store full ({why}): {count} new readings refused, nothing committed was lost; "
+            "free disk space or restore the uplink so delivered readings can be pruned"
+        )
+
+    def _expire(self) -> int:
+        """Delete undelivered readings older than the technician's retention limit."""
+        if self.retention is None:
+            return 0
+        cutoff = _now_ms() - self.retention // timedelta(milliseconds=1)
+        with _Tx(self.conn) as c:
+            n = c.execute("DELETE FROM outbox WHERE captured_at < ?", (cutoff,)).rowcount
+            if n:
+                self._event(
+                    c,
+                    "retention_expired",
+                    {"deleted": n, "retention_s": int(self.retention.total_seconds())},
+                )
+        return int(n)
+
+    # -- outbox ---------------------------------------------------------------------------
+    def add(self, readings: Sequence[Reading], cursor: tuple[str, int] | None) -> list[str]:
+        if not readings and cursor is None:
+            return []
+        self._check_room(len(readings))
+        sealer = self.sealers[self.current]
+        now = _now_ms()
+        rows = []
+        ids = []
+        for reading in readings:
+            identity = reading.identity()  # once, at capture
+            rid = crypto.row_key(self.index_key, identity)
+            payload = pack_reading(reading, identity, reading.phd_timestamp_part())
+            rows.append(
+                (rid, sealer.key_id, now, sealer.seal(_aad(sealer.key_id, rid), payload), rid)
+            )
+            ids.append(rid.hex())
+        try:
+            with _Tx(self.conn) as c:
+                c.executemany(
+                    "INSERT INTO outbox (rid, key_id, captured_at, payload) SELECT ?, ?, ?, ? "
+                    "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE rid = ?) "
+                    "ON CONFLICT (rid) DO NOTHING",
+                    rows,
+                )
+                if cursor is not None:
+                    c.execute(
+                        "INSERT INTO cursors VALUES (?, ?) "
+                        "ON CONFLICT (device) DO UPDATE SET seq = excluded.seq",
+                        (cursor[0].upper(), cursor[1]),
+                    )
+        except sqlite3.Error as exc:
+            if _is_disk_full(exc):
+                self._refuse(len(readings), "the file system is full")
+            raise StoreError(f"cannot commit {len(readings)} readings: {exc}") from exc
+        self.refusing = False
+        return ids
+
+    def lease(self, limit: int, lease_s: float) -> list[StoredReading]:
+        now = self.clock()
+        out: list[StoredReading] = []
+        good: list[int] = []
+        bad: list[tuple[int, str]] = []
+        # NORMAL: a lost lease update is harmless (leases reset at open) and the next FULL
+        # commit syncs these WAL frames anyway; spares the SD card one fdatasync per batch.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with _Tx(self.conn) as c:
+                after = -1
+                while len(out) < limit:
+                    want = limit - len(out)
+                    rows = c.execute(
+                        "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
+                        "WHERE seq > ? AND lease_until <= ? ORDER BY seq LIMIT ?",
+                        (after, now, want),
+                    ).fetchall()
+                    for seq, rid, key_id, captured, attempts, payload in rows:
+                        after = seq
+                        try:
+                            reading, identity, phd = self._open(key_id, rid, payload)
+                        except TamperedRecord as exc:
+                            bad.append((seq, str(exc)))
+                            continue
+                        good.append(seq)
+                        out.append(
+                            StoredReading(
+                                id=bytes(rid).hex(),
+                                reading=reading,
+                                phd_timestamp=phd,
+                                captured_at=from_us(captured * 1000),
+                                attempts=attempts + 1,
+                                identity=identity,
+                            )
+                        )
+                    if len(rows) < want:
+                        break
+                c.executemany(
+                    "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
+                    [(now + lease_s, seq) for seq in good],
+                )
+                for seq, reason in bad:
+                    self._quarantine(c, seq, reason)
+        finally:
+            self.conn.execute("PRAGMA synchronous = FULL")
+        return out
+
+    def _open(self, key_id: int, rid: bytes, payload: bytes) -> tuple[Reading, str, str]:
+        sealer = self.sealers.get(key_id)
+        if sealer is None:
+            raise TamperedRecord(f"record names unknown key {key_id}")
+        return unpack_reading(sealer.open(_aad(key_id, rid), payload))
+
+    def _quarantine(self, c: sqlite3.Connection, seq: int, reason: str) -> None:
+        key_id = c.execute("SELECT key_id FROM outbox WHERE seq = ?", (seq,)).fetchone()[0]
+        c.execute(
+            "INSERT OR REPLACE INTO quarantine "
+            "SELECT seq, rid, key_id, captured_at, payload, ?, ? FROM outbox WHERE seq = ?",
+            (reason, _now_ms(), seq),
+        )
+        c.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self._event(c, "tampered_record", {"row": seq, "key_id": key_id, "reason": reason})
+
+    @staticmethod
+    def _rids(ids: Sequence[str]) -> list[tuple[bytes]]:
+        try:
+            return [(bytes.fromhex(i),) for i in ids]
+        except ValueError as exc:
+            raise StoreError(f"not a store id: {exc}") from exc
+
+    def ack(self, ids: Sequence[str]) -> None:
+        rids = self._rids(ids)
+        if not rids:
+            return
+        with _Tx(self.conn) as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO tombstones SELECT rid FROM outbox WHERE rid = ?", rids
+            )
+            c.executemany("DELETE FROM outbox WHERE rid = ?", rids)
+            c.execute(
+                "INSERT INTO meta VALUES ('last_ack', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (_now_ms(),),
+            )
+
+    def release(self, ids: Sequence[str]) -> None:
+        rids = self._rids(ids)
+        with _Tx(self.conn) as c:
+            c.executemany("UPDATE outbox SET lease_until = 0 WHERE rid = ?", rids)
+
+    def prune(self) -> int:
+        removed = self._expire()
+        with _Tx(self.conn) as c:
+            # a data key goes once no record sealed with it remains; the newest always stays
+            for key_id in [k for k in self.sealers if k != self.current]:
+                used = c.execute(
+                    "SELECT EXISTS (SELECT 1 FROM outbox WHERE key_id = ?) "
+                    "OR EXISTS (SELECT 1 FROM quarantine WHERE key_id = ?)",
+                    (key_id, key_id),
+                ).fetchone()[0]
+                if not used:
+                    c.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
+                    del self.sealers[key_id]
+            c.execute(
+                "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (EVENTS_KEPT,)
+            )
+        self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return removed
+
+    def rotate_key(self) -> int:
+        kek = getattr(self, "kek", None)
+        if kek is None:
+            raise StoreError("reopen the store before rotating its key")
+        key = crypto.new_key()
+        with _Tx(self.conn) as c:
+            key_id = int(c.execute("SELECT max(key_id) + 1 FROM keys").fetchone()[0])
+            c.execute(
+                "INSERT INTO keys VALUES (?, 'data', ?, ?)",
+                (key_id, crypto.wrap_key(kek, "data", key_id, key), _now_ms()),
+            )
+            self._event(c, "key_rotated", {"key_id": key_id})
+        self.sealers[key_id] = crypto.Sealer(key_id, key)
+        self.current = key_id
+        return key_id
+
+    def cursor(self, device: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT seq FROM cursors WHERE device = ?", (device.upper(),)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def stats(self) -> StoreStats:
+        leased = self.conn.execute(
+            "SELECT count(*) FROM outbox WHERE lease_until > ?", (self.clock(),)
+        ).fetchone()[0]
+        return stats_of(self.conn, self.path, leased=int(leased))
+
+    # -- devices --------------------------------------------------------------------------
+    def upsert_device(self, d: DeviceRecord) -> None:
+        values = (
+            d.address.upper(), d.kind, d.name, _ms(d.paired_at), d.manufacturer, d.model,
+            d.serial, d.firmware, d.hardware, d.software, d.system_id, _ms(d.last_contact),
+            d.battery,
+        )  # fmt: skip
+        with _Tx(self.conn) as c:
+            c.execute(
+                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+
+    def devices(self) -> list[DeviceRecord]:
+        return device_rows(self.conn)
+
+    def remove_device(self, address: str) -> None:
+        with _Tx(self.conn) as c:
+            c.execute("DELETE FROM devices WHERE address = ?", (address.upper(),))
+
+    def touch_device(self, address: str, at: datetime, battery: int | None) -> None:
+        with _Tx(self.conn) as c:
+            c.execute(
+                "UPDATE devices SET last_contact = ?, battery = coalesce(?, battery) "
+                "WHERE address = ?",
+                (_ms(at), battery, address.upper()),
+            )
+
+
+class Store:
+    """The encrypted store-and-forward outbox. Open with `await Store.open(state_dir)`."""
+
+    def __init__(self, engine: _Engine, pool: ThreadPoolExecutor) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        state_dir: Path,
+        *,
+        max_mb: int = 512,
+        min_free_mb: int = 64,
+        key_provider: str = "file",
+        retention_days: int | None = None,
+        otp_reader: Callable[[], bytes] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Store:
+        """Open (creating) the store in `state_dir` (made 0700). `clock` times leases
+        (monotonic: leases never outlive the process); `otp_reader` replaces the Raspberry Pi
+        OTP read for the ``rpi-otp`` provider."""
+        state_dir = Path(state_dir)
+        if retention_days is not None and retention_days <= 0:
+            raise StoreError(f"[store] retention_days must be positive, not {retention_days}")
+        provider = crypto.kek_provider(key_provider, state_dir, otp_reader=otp_reader)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="carebox-store")
+
+        def start() -> _Engine:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(state_dir, 0o700)
+            return _Engine(
+                state_dir,
+                provider,
+                max_bytes=max_mb * MIB,
+                min_free_bytes=min_free_mb * MIB,
+                retention=None if retention_days is None else timedelta(days=retention_days),
+                clock=clock,
+            )
+
+        try:
+            engine = await asyncio.get_running_loop().run_in_executor(pool, start)
+        except BaseException:
+            pool.shutdown(wait=False)
+            raise
+        return cls(engine, pool)
+
+    @staticmethod
+    def read_status(state_dir: Path) -> StoreStatus:
+        """Synchronous, read-only stats and devices for `carebox status` (another process)."""
+        return read_status(Path(state_dir))
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        await self._run(self._engine.close)
+        self._closed = True
+        self._pool.shutdown(wait=False)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def add(
+        self, readings: Sequence[Reading], *, cursor: tuple[str, int] | None = None
+    ) -> list[str]:
+        """Seal and commit `readings` (and the device's cursor) in one transaction; durable
+        when it returns. Returns each reading's id, a duplicate's being the stored one's."""
+        batch = list(readings)
+        return await self._run(lambda: self._engine.add(batch, cursor))
+
+    async def lease(self, limit: int = 100, *, lease_s: float = 60.0) -> list[StoredReading]:
+        """The oldest undelivered readings not under an unexpired lease, now leased."""
+        if limit <= 0:
+            return []
+        return await self._run(lambda: self._engine.lease(limit, lease_s))
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        """Delivered upstream: the rows go at once, their tombstones stay (dedup)."""
+        batch = list(ids)
+        await self._run(lambda: self._engine.ack(batch))
+
+    async def release(self, ids: Sequence[str]) -> None:
+        batch = list(ids)
+        await self._run(lambda: self._engine.release(batch))
+
+    async def prune(self) -> int:
+        """Apply the retention limit, drop unused old data keys, trim the event log and
+        return free pages to the file system. Returns the readings deleted (retention)."""
+        return await self._run(self._engine.prune)
+
+    async def rotate_key(self) -> int:
+        """A new data key for new records; older keys stay until their records are gone."""
+        return await self._run(self._engine.rotate_key)
+
+    async def cursor(self, device: str) -> int | None:
+        return await self._run(lambda: self._engine.cursor(device))
+
+    async def stats(self) -> StoreStats:
+        return await self._run(self._engine.stats)
+
+    async def record_event(self, kind: str, **detail: DetailValue) -> None:
+        await self._run(lambda: self._engine.record_event(kind, detail))
+
+    async def events(self, after: int = 0, limit: int = 100) -> list[Event]:
+        return await self._run(lambda: self._engine.events(after, limit))
+
+    async def upsert_device(self, device: DeviceRecord) -> None:
+        await self._run(lambda: self._engine.upsert_device(device))
+
+    async def devices(self) -> list[DeviceRecord]:
+        return await self._run(self._engine.devices)
+
+    async def remove_device(self, address: str) -> None:
+        await self._run(lambda: self._engine.remove_device(address))
+
+    async def touch_device(self, address: str, *, at: datetime, battery: int | None = None) -> None:
+        if at.tzinfo is None:
+            raise StoreError("touch_device needs a timezone-aware time (UTC)")
+        await self._run(lambda: self._engine.touch_device(address, at, battery))
