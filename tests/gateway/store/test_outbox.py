@@ -1,0 +1,172 @@
+# ruff: noqa: ASYNC240 - tests inspect the store's files directly, on purpose
+"""Outbox semantics: add (with cursor), dedup and tombstones, lease, ack, release, stats."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.store import DeviceRecord, Store, StoreBusy, StoreError
+from tests.gateway.store.conftest import FakeClock
+from tests.gateway.store.factories import DEVICE, current_time
+
+
+async def test_add_lease_ack_round_trip(store: Store) -> None:
+    readings = [current_time(n) for n in range(5)]
+    ids = await store.add(readings)
+    assert len(set(ids)) == 5
+    leased = await store.lease(10)
+    assert [s.id for s in leased] == ids
+    assert [s.reading for s in leased] == readings
+    assert [s.identity for s in leased] == [r.identity() for r in readings]
+    assert [s.phd_timestamp for s in leased] == [r.phd_timestamp_part() for r in readings]
+    assert all(s.attempts == 1 for s in leased)
+    assert all(s.captured_at.tzinfo is not None for s in leased)
+    await store.ack(ids[:3])
+    stats = await store.stats()
+    assert stats.queue_depth == 2
+    assert stats.last_ack is not None
+    assert stats.tombstones == 3
+    assert stats.delivered_waiting_prune == 0
+
+
+async def test_duplicates_are_stored_once_even_after_delivery(store: Store) -> None:
+    first = await store.add([current_time(1), current_time(2)])
+    again = await store.add([current_time(2), current_time(1), current_time(1)])
+    assert again == [first[1], first[0], first[0]]
+    assert (await store.stats()).queue_depth == 2
+    await store.ack([first[0]])
+    replay = await store.add([current_time(1)])  # a device re-sending its history
+    assert replay == [first[0]]
+    leased = await store.lease(10)
+    assert [s.id for s in leased] == [first[1]]
+
+
+async def test_row_key_is_not_the_identity(store: Store) -> None:
+    reading = current_time(7)
+    (rid,) = await store.add([reading])
+    assert rid != reading.identity()
+    assert len(bytes.fromhex(rid)) == 16
+
+
+async def test_cursor_commits_with_its_batch(store: Store) -> None:
+    assert await store.cursor(DEVICE) is None
+    await store.add([current_time(1)], cursor=(DEVICE.lower(), 41))
+    assert await store.cursor(DEVICE) == 41
+    # a meter reset makes the cursor go back: it is set, not maxed
+    await store.add([], cursor=(DEVICE, 3))
+    assert await store.cursor(DEVICE) == 3
+
+
+async def test_lease_takes_oldest_first_and_skips_leased(store: Store, clock: FakeClock) -> None:
+    ids = await store.add([current_time(n) for n in range(6)])
+    a = await store.lease(2, lease_s=30)
+    b = await store.lease(2, lease_s=30)
+    assert [s.id for s in a] == ids[:2]
+    assert [s.id for s in b] == ids[2:4]
+    assert (await store.stats()).leased == 4
+    clock.now += 31  # the first leases expire: a crash mid-send re-sends
+    c = await store.lease(10, lease_s=30)
+    assert [s.id for s in c] == ids
+    assert [s.attempts for s in c] == [2, 2, 2, 2, 1, 1]
+    assert await store.lease(10) == []
+
+
+async def test_release_returns_to_queue(store: Store) -> None:
+    ids = await store.add([current_time(n) for n in range(3)])
+    await store.lease(3)
+    assert await store.lease(3) == []
+    await store.release(ids[1:])
+    assert [s.id for s in await store.lease(3)] == ids[1:]
+
+
+async def test_acked_never_leased_again(store: Store, clock: FakeClock) -> None:
+    ids = await store.add([current_time(n) for n in range(3)])
+    await store.lease(3, lease_s=1)
+    await store.ack(ids)
+    clock.now += 100
+    assert await store.lease(3) == []
+
+
+async def test_reopen_clears_leases(state_dir: Path, clock: FakeClock) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        ids = await s.add([current_time(n) for n in range(3)])
+        await s.lease(3, lease_s=3600)
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        assert [x.id for x in await s.lease(3)] == ids
+
+
+async def test_bad_ids_are_a_clear_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="not a store id"):
+        await store.ack(["not-hex"])
+
+
+async def test_one_process_per_state_dir(store: Store, state_dir: Path) -> None:
+    with pytest.raises(StoreBusy, match="another process"):
+        await Store.open(state_dir)
+
+
+async def test_closed_store_refuses(state_dir: Path) -> None:
+    s = await Store.open(state_dir, min_free_mb=0)
+    await s.close()
+    with pytest.raises(StoreError, match="closed"):
+        await s.lease()
+
+
+async def test_events_append_and_page(store: Store) -> None:
+    await store.record_event("stranger_device", address="AA:BB:CC:DD:EE:FF", rssi=-60)
+    await store.record_event("clock_untrusted", trusted=False, offset_s=1.5)
+    events = await store.events()
+    assert [e.kind for e in events] == ["stranger_device", "clock_untrusted"]
+    assert events[0].detail == {"address": "AA:BB:CC:DD:EE:FF", "rssi": -60}
+    assert events[1].detail == {"trusted": False, "offset_s": 1.5}
+    assert [e.kind for e in await store.events(after=events[0].id)] == ["clock_untrusted"]
+    assert len(await store.events(limit=1)) == 1
+    with pytest.raises(StoreError, match="detail 'x'"):
+        await store.record_event("bad", x=[1])  # type: ignore[arg-type]
+
+
+async def test_device_registry(store: Store) -> None:
+    paired = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    rec = DeviceRecord("aa:bb:cc:dd:ee:ff", "blood_pressure", "BP7000", paired, model="M7")
+    await store.upsert_device(rec)
+    await store.upsert_device(DeviceRecord("11:22:33:44:55:66", "glucose", "Meter", paired))
+    devices = await store.devices()
+    assert [d.address for d in devices] == ["11:22:33:44:55:66", "AA:BB:CC:DD:EE:FF"]
+    assert devices[1].model == "M7"
+    assert devices[1].paired_at == paired
+    seen = datetime(2026, 1, 3, tzinfo=UTC)
+    await store.touch_device("AA:BB:CC:DD:EE:FF", at=seen, battery=80)
+    await store.touch_device("AA:BB:CC:DD:EE:FF", at=seen)
+    touched = (await store.devices())[1]
+    assert (touched.last_contact, touched.battery) == (seen, 80)
+    await store.remove_device("aa:bb:cc:dd:ee:ff")
+    assert [d.address for d in await store.devices()] == ["11:22:33:44:55:66"]
+
+
+async def test_status_reads_while_service_runs(store: Store, state_dir: Path) -> None:
+    await store.add([current_time(n) for n in range(4)])
+    await store.upsert_device(
+        DeviceRecord(DEVICE, "glucose", "Meter", datetime(2026, 1, 1, tzinfo=UTC))
+    )
+    status = Store.read_status(state_dir)
+    assert status.stats.queue_depth == 4
+    assert status.stats.oldest_waiting is not None
+    assert status.stats.size_bytes > 0
+    assert [d.address for d in status.devices] == [DEVICE]
+
+
+def test_status_without_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store in"):
+        Store.read_status(tmp_path)
+
+
+async def test_files_are_private(store: Store, state_dir: Path) -> None:
+    await store.add([current_time(1)])
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state_dir / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE((state_dir / "keys" / "store.kek").stat().st_mode) == 0o600
+    assert stat.S_IMODE((state_dir / "store.db").stat().st_mode) == 0o600
