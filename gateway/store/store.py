@@ -104,6 +104,8 @@ class _Engine:
         self.lock_fd = self._lock()
         self.quota_level = 0
         self.refusing = False
+        # a store_full event the full disk itself refused; written with the next commit
+        self.unrecorded_full: dict[str, DetailValue] | None = None
         set_aside_as: Path | None = None
         try:
             try:
@@ -240,8 +242,10 @@ class _Engine:
     def _refuse(self, count: int, why: str) -> None:
         if not self.refusing:
             self.refusing = True
+            self.unrecorded_full = {"refused": count, "reason": why}
             with suppress(sqlite3.Error):
-                self.record_event("store_full", {"refused": count, "reason": why})
+                self.record_event("store_full", self.unrecorded_full)
+                self.unrecorded_full = None
         raise StoreFull(
             f"store full ({why}): {count} new readings refused, nothing committed was lost; "
             "free disk space or restore the uplink so delivered readings can be pruned"
@@ -287,6 +291,8 @@ class _Engine:
                     "ON CONFLICT (rid) DO NOTHING",
                     rows,
                 )
+                if self.unrecorded_full is not None:
+                    self._event(c, "store_full", self.unrecorded_full)
                 if cursor is not None:
                     c.execute(
                         "INSERT INTO cursors VALUES (?, ?) "
@@ -298,6 +304,7 @@ class _Engine:
                 self._refuse(len(readings), "the file system is full")
             raise StoreError(f"cannot commit {len(readings)} readings: {exc}") from exc
         self.refusing = False
+        self.unrecorded_full = None
         return ids
 
     def lease(self, limit: int, lease_s: float) -> list[StoredReading]:
@@ -407,7 +414,8 @@ class _Engine:
             c.execute(
                 "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (EVENTS_KEPT,)
             )
-        self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+        # executescript steps to the end; execute() would free one page per call
+        self.conn.executescript("PRAGMA incremental_vacuum;")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return removed
 
@@ -524,7 +532,15 @@ class Store:
     async def _run(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise StoreError("the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        except sqlite3.Error as exc:
+            if _is_disk_full(exc):
+                raise StoreFull(
+                    "the file system holding the store is full: free disk space "
+                    "(min_free_mb keeps headroom for delivering the queue)"
+                ) from exc
+            raise StoreError(f"store database error: {exc}") from exc
 
     async def close(self) -> None:
         if self._closed:
