@@ -68,6 +68,7 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/carebox/carebox.toml")
 DEFAULT_STATE_DIR: Final = Path("/var/lib/carebox")
+DEFAULT_CA: Final = Path("/etc/carebox/ca.pem")
 ENV_CONFIG: Final = "CAREBOX_CONFIG"
 DEFAULT_MQTTS_PORT: Final = 8883
 
@@ -106,7 +107,7 @@ class BleConfig:
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     url: str
-    ca: Path | None  # None: the operating system's CA bundle (still verified, hostname too)
+    ca: Path  # the CA that signs the broker's certificate (a private CA is the common case)
     cert: Path
     key: Path
     topic_prefix: str
@@ -436,7 +437,7 @@ class _Parser:
             url=url,
             host=host,
             port=port,
-            ca=self.path(table, where, "ca"),
+            ca=self.path(table, where, "ca") or DEFAULT_CA,
             cert=self.path(table, where, "cert") or state_dir / "identity" / "cert.pem",
             key=self.path(table, where, "key") or state_dir / "identity" / "key.pem",
             topic_prefix=prefix,

@@ -51,7 +51,7 @@ def test_minimal_config_takes_every_default(tmp_path: Path) -> None:
         "broker.example.org",
         8883,
         "carebox/v1",
-        None,
+        Path("/etc/carebox/ca.pem"),
     )
     assert up.cert == Path("/var/lib/carebox/identity/cert.pem")
     assert up.key == Path("/var/lib/carebox/identity/key.pem")
