@@ -131,6 +131,17 @@ TESTER_VALUES: Final[dict[int, int]] = {1: 8417888, 2: 8417892, 3: 8417896}
 CONTEXT_HEALTH: Final = Code(8417820)
 HEALTH_VALUES: Final[dict[int, int]] = {1: 8417824, 2: 8417828, 3: 8417832, 4: 8417836, 5: 8417840}
 CONTEXT_CARBOHYDRATE: Final = Code(8417764)
+CARBOHYDRATE_BY_ID: Final[dict[int, int]] = {
+    1: 8417768,  # breakfast
+    2: 8417772,  # lunch
+    3: 8417776,  # dinner
+    4: 8417780,  # snack
+    5: 8417784,  # drink
+    6: 8417788,  # supper
+    7: 8417792,  # brunch
+}
+"""The carbohydrate observation is coded by the meal it was taken with (grams), 8417764 when
+the meter gives an id without a code."""
 CONTEXT_HBA1C: Final = Code(160220)
 
 # --- weight scale (0x2A9D) and body composition (0x2A9C) ------------------------------------

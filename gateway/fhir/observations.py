@@ -218,7 +218,9 @@ def _glucose_context(context: object, glucose_code: int) -> list[Draft]:
     if carbohydrate is not None:
         if isinstance(carbohydrate, Decimal):
             carbohydrate = carbohydrate.scaleb(3)  # kg → g, exact
-        drafts.append(_derived(codes.CONTEXT_CARBOHYDRATE, carbohydrate, codes.GRAM, glucose_code))
+        carb_id = int_code(field(context, "carbohydrate_id"))
+        carb_code = Code(codes.CARBOHYDRATE_BY_ID.get(carb_id or 0, codes.CONTEXT_CARBOHYDRATE.mdc))
+        drafts.append(_derived(carb_code, carbohydrate, codes.GRAM, glucose_code))
     hba1c = _measure(field(context, "hba1c_pct"), "hba1c_pct")
     if hba1c is not None:
         drafts.append(_derived(codes.CONTEXT_HBA1C, hba1c, codes.PERCENT, glucose_code))
