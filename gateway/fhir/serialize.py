@@ -8,8 +8,10 @@ which the PHD IG forbids (precision is data). Decimals print in plain notation: 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Final
 
 __all__ = ["bundle_to_json"]
 
@@ -39,14 +41,34 @@ def _write(value: object, out: list[str]) -> None:
                 out.append(",")
             _write(item, out)
         out.append("]")
-    elif value is None or isinstance(value, bool | int | str):
+    elif value is None or isinstance(value, bool | int | float | str):
         out.append(json.dumps(value, ensure_ascii=False))
     else:
         raise TypeError(f"no JSON form for {type(value).__name__} in a Bundle")
 
 
+_MARKER: Final = re.compile(r'"\\u0000(\d+)"')
+
+
 def bundle_to_json(bundle: Mapping[str, object]) -> bytes:
-    """Compact UTF-8 JSON of `bundle`, keys in insertion order, Decimals exact."""
-    out: list[str] = []
-    _write(bundle, out)
-    return "".join(out).encode("utf-8")
+    """Compact UTF-8 JSON of `bundle`, keys in insertion order, Decimals exact.
+
+    Fast path: the C encoder writes each Decimal as a marker string (NUL + index), then the
+    markers become the exact numbers. A genuine string that looks like a marker shows up as a
+    count or order mismatch, and the pure-Python writer does the whole job instead.
+    """
+    numbers: list[str] = []
+
+    def number_marker(value: object) -> str:
+        if not isinstance(value, Decimal):
+            raise TypeError(f"no JSON form for {type(value).__name__} in a Bundle")
+        numbers.append(_number(value))
+        return f"\x00{len(numbers) - 1}"
+
+    text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"), default=number_marker)
+    found = _MARKER.findall(text)
+    if [int(i) for i in found] != list(range(len(numbers))):
+        out: list[str] = []
+        _write(bundle, out)
+        return "".join(out).encode("utf-8")
+    return _MARKER.sub(lambda m: numbers[int(m.group(1))], text).encode("utf-8")

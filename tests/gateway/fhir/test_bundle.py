@@ -257,7 +257,10 @@ def test_serializer_writes_decimals_exactly() -> None:
     with pytest.raises(ValueError, match="finite"):
         bundle_to_json({"x": Decimal("NaN")})
     with pytest.raises(TypeError):
-        bundle_to_json({"x": 1.5})
+        bundle_to_json({"x": object()})
+    # A string that looks like the fast path's marker falls back to the exact writer.
+    tricky = {"s": "\x000", "n": Decimal("2.50")}
+    assert bundle_to_json(tricky) == b'{"s":"\\u00000","n":2.50}'
 
 
 def test_received_at_zone_does_not_matter(ctx: FhirContext) -> None:
