@@ -45,3 +45,22 @@ def blood_pressure(
         bytes([flags]) + sfloat(systolic) + sfloat(diastolic) + sfloat(mean) + stamp + sfloat(pulse)
     )
     return Reading(device, 0x2A35, value, RECEIVED, clock_trusted=True)
+
+
+def glucose(sequence: int, mg_dl: int, *, device: str = DEVICE) -> Reading:
+    """A Glucose Measurement (0x2A18) in kg/L (SFLOAT exponent -5: mg/dL), blood, finger."""
+    flags = 0x02  # concentration, type and sample location present; kg/L
+    base = struct.pack("<HBBBBB", 2025, 6, 2, 8, 15, 0)
+    concentration = struct.pack("<H", (0xB << 12) | mg_dl)  # exponent -5
+    value = bytes([flags]) + struct.pack("<H", sequence) + base + concentration + bytes([0x11])
+    return Reading(device, 0x2A18, value, RECEIVED, clock_trusted=True)
+
+
+def weight(kg_times_200: int, *, device: str = DEVICE) -> Reading:
+    """A Weight Measurement (0x2A9D) in kg (resolution 5 g) with time stamp."""
+    value = (
+        bytes([0x02])
+        + struct.pack("<H", kg_times_200)
+        + struct.pack("<HBBBBB", 2025, 6, 3, 6, 45, 0)
+    )
+    return Reading(device, 0x2A9D, value, RECEIVED, clock_trusted=True)

@@ -5,15 +5,18 @@ and no plaintext health value in any file of the store."""
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from device_drivers.codec import to_json
+from device_drivers.reading import Reading
 from gateway.store import Store, StoreError, WrongKey
 from gateway.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.gateway.store.conftest import FakeClock
-from tests.gateway.store.factories import blood_pressure, current_time
+from tests.gateway.store.factories import blood_pressure, current_time, glucose, weight
 
 
 def _db(state_dir: Path) -> sqlite3.Connection:
@@ -209,45 +212,50 @@ async def test_newer_schema_is_refused_unchanged(state_dir: Path) -> None:
     assert (state_dir / "store.db").read_bytes() == before
 
 
-def _needles(reading_values: list[tuple[bytes, str, str]]) -> list[bytes]:
-    needles: list[bytes] = []
-    for value, identity, phd in reading_values:
-        needles += [
-            value,
-            value.hex().encode(),
-            value.hex().upper().encode(),
-            base64.b64encode(value),
-            identity.encode(),
-            bytes.fromhex(identity),
-            phd.encode(),
-        ]
+def _needles(reading: Reading) -> list[bytes]:
+    """The reading's bytes, their usual encodings, the SFLOAT fields alone, the identity
+    (which confirms a guessed value) and the decoded numbers as text."""
+    value, identity = reading.value, reading.identity()
+    needles = [
+        value,
+        value[1:],
+        value.hex().encode(),
+        value.hex().upper().encode(),
+        base64.b64encode(value),
+        identity.encode(),
+        bytes.fromhex(identity),
+        reading.phd_timestamp_part().encode(),
+        json.dumps(to_json(reading.measurement())).encode(),
+    ]
+    if reading.characteristic == 0x2A35:
+        needles += [value[1:5], b'"systolic"']  # systolic + diastolic SFLOATs
     return needles
 
 
 async def test_no_plaintext_health_value_in_any_file(state_dir: Path) -> None:
     """Greps the database, its WAL and any journal for the readings' bytes and encodings."""
     readings = [blood_pressure(143 + i, 97, 77, minute=i) for i in range(3)]
-    readings += [current_time(123_457 + i) for i in range(3)]
-    # identity() needs a codec for 0x2A35: until it lands these stay Current Time only
-    usable = []
-    for r in readings:
-        try:
-            usable.append((r, r.identity()))
-        except KeyError:
-            continue
-    assert len(usable) >= 3
+    readings += [glucose(4000 + i, 123 + i) for i in range(3)]
+    readings += [weight(16_543 + i) for i in range(3)]
+    needles = [n for r in readings for n in _needles(r)]
     async with await Store.open(state_dir, min_free_mb=0) as s:
-        await s.add([r for r, _ in usable])
-        await s.lease(2)
+        ids = await s.add(readings, cursor=("C0:11:22:33:44:55", 4002))
+        leased = await s.lease(4)
+        await s.release([x.id for x in leased[:2]])
+        await s.ack([x.id for x in leased[2:]])
+        await s.rotate_key()
+        await s.add(readings[:2])
+        await s.record_event("tampered_record", row=1)
         files = sorted(p for p in state_dir.iterdir() if p.is_file())
         assert {p.name for p in files} >= {"store.db", "store.db-wal"}
-        needles = _needles([(r.value, i, r.phd_timestamp_part()) for r, i in usable])
         for path in files:
-            if path.parent.name == "keys":
-                continue
             raw = path.read_bytes()
             for needle in needles:
                 assert needle not in raw, (path.name, needle)
-    # and once checkpointed into the main file
+        # the store itself still reads them back
+        assert [x.reading for x in await s.lease(100)] == [
+            r for r, i in zip(readings, ids, strict=True) if i not in {x.id for x in leased[2:]}
+        ]
+        await s.prune()  # checkpoint everything into the main file
     raw = (state_dir / "store.db").read_bytes()
     assert all(needle not in raw for needle in needles)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from device_drivers.reading import Reading
 from gateway.store import Store, StoreFull
 from tests.gateway.store.factories import current_time
 
@@ -32,7 +33,9 @@ def _grow(mount: Path) -> None:
     subprocess.run(["mount", "-o", "remount,size=6m", str(mount)], check=True)
 
 
-async def _fill_until_full(store: Store, start: int) -> tuple[list[list[str]], StoreFull]:
+async def _fill_until_full(
+    store: Store, start: int
+) -> tuple[list[list[str]], list[Reading], StoreFull]:
     committed: list[list[str]] = []
     n = start
     while True:
@@ -40,7 +43,7 @@ async def _fill_until_full(store: Store, start: int) -> tuple[list[list[str]], S
         try:
             committed.append(await store.add(batch))
         except StoreFull as exc:
-            return committed, exc
+            return committed, batch, exc
         n += 200
 
 
@@ -49,12 +52,12 @@ async def test_full_disk_refuses_clearly_and_loses_nothing(small_fs: Path, floor
     """floor 1: the free-disk floor refuses first; floor 0: SQLite itself hits ENOSPC."""
     state_dir = small_fs / "state"
     async with await Store.open(state_dir, min_free_mb=floor_mb) as store:
-        committed, exc = await _fill_until_full(store, 0)
+        committed, refused, exc = await _fill_until_full(store, 0)
         assert committed, "nothing fitted at all"
         assert "refused" in str(exc)
         assert "nothing committed was lost" in str(exc)
         with pytest.raises(StoreFull):  # refused again while still full
-            await store.add([current_time(999_999)])
+            await store.add(refused)
         if not floor_mb:
             # no headroom was kept, not even for leases: a clear error until space is freed
             with pytest.raises(StoreFull, match="free disk space"):
