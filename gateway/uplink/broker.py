@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from gateway.uplink.devpki import DevPki
+from gateway.uplink.devpki import DevPki, Issued
 from gateway.uplink.errors import UplinkError
 
 __all__ = ["BrokerNotFound", "LocalBroker", "find_mosquitto", "free_port"]
@@ -73,6 +73,7 @@ class LocalBroker:
     plaintext: bool = False
     tls_port: int = field(default_factory=free_port)
     plain_port: int | None = None
+    server: Issued | None = None  # another broker certificate (tests: one for the wrong host)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,8 +112,8 @@ class LocalBroker:
             "max_queued_messages 100000",
             f"listener {self.tls_port} 127.0.0.1",
             f"cafile {self.pki.ca.cert_path}",
-            f"certfile {self.pki.server.cert_path}",
-            f"keyfile {self.pki.server.key_path}",
+            f"certfile {(self.server or self.pki.server).cert_path}",
+            f"keyfile {(self.server or self.pki.server).key_path}",
             "require_certificate true",
             "use_identity_as_username true",
             "tls_version tlsv1.2",
