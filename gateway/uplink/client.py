@@ -55,8 +55,9 @@ __all__ = ["MqttConnection", "Protocol", "ProtocolUnsupported", "classify", "tls
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S: Final = 15.0  # TCP + TLS handshake; a silent network must not hang a connect
-CONNACK_TIMEOUT_S: Final = 15.0  # a broker that takes longer than this is as good as down
+# TCP + TLS handshake, and again CONNECT -> CONNACK: a silent network must not hang a connect;
+# a Pi Zero's TLS handshake over a slow cellular link stays well under it.
+CONNECT_TIMEOUT_S: Final = 15.0
 CLOSE_TIMEOUT_S: Final = 2.0  # time for a DISCONNECT to leave; the socket is closed after it
 MISC_INTERVAL_S: Final = 0.5  # paho's keepalive clock ticks here; fine enough for 1 s keepalives
 
@@ -108,6 +109,16 @@ class _ObservedSSLSocket(ssl.SSLSocket):
             self.last_error = exc if isinstance(exc, ssl.SSLError) else None
             with contextlib.suppress(ssl.SSLError, OSError, ValueError):
                 self.recv(1)
+            raise
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except BaseException:
+            # paho drops a socket whose handshake failed without closing it.
+            self.close()
             raise
 
     def _remember(self, exc: ssl.SSLError) -> None:
@@ -272,6 +283,7 @@ class MqttConnection:
         will: tuple[str, bytes] | None = None,
         clock_trusted: bool = True,
         max_inflight: int = 20,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> MqttConnection:
         """Connect and wait for a successful CONNACK; `ConnectFailed` (classified) if not."""
         ctx = await asyncio.to_thread(tls_context, settings)
@@ -283,7 +295,7 @@ class MqttConnection:
             reconnect_on_failure=False,
         )
         client.tls_set_context(ctx)
-        client.connect_timeout = CONNECT_TIMEOUT_S
+        client.connect_timeout = connect_timeout_s
         # paho queues beyond this itself; ours stays below it (+ status and events).
         client.max_inflight_messages_set(max_inflight + 4)
         client.max_queued_messages_set(0)
@@ -306,7 +318,7 @@ class MqttConnection:
                     keepalive=settings.keepalive_s,
                     clean_start=clean_start,
                 ),
-                CONNECT_TIMEOUT_S + 1,
+                connect_timeout_s + 1,
             )
         except (OSError, TimeoutError, ValueError) as exc:
             observed = conn._sock.last_error if isinstance(conn._sock, _ObservedSSLSocket) else None
@@ -326,14 +338,14 @@ class MqttConnection:
         conn._attach()
         closed = conn.closed
         try:
-            async with asyncio.timeout(CONNACK_TIMEOUT_S):
+            async with asyncio.timeout(connect_timeout_s):
                 waits: set[asyncio.Future[Any]] = {conn._connack, closed}
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError as exc:
             conn._abort()
             raise NetworkUnreachable(
                 f"no CONNACK from {settings.host}:{settings.port} within "
-                f"{CONNACK_TIMEOUT_S:.0f} s; retrying"
+                f"{connect_timeout_s:.0f} s; retrying"
             ) from exc
         if conn._connack.done() and conn._connack.exception() is None and not closed.done():
             return conn
