@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from gateway.uplink.errors import UplinkConfigError
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TOPIC_PREFIX", "UplinkSettings", "parse_url"]
 
@@ -66,6 +69,19 @@ class UplinkSettings:
                 f"[upstream] topic_prefix {self.topic_prefix!r} must be a plain topic "
                 "without wildcards or a trailing /"
             )
+
+    @classmethod
+    def from_config(cls, config: Config) -> UplinkSettings:
+        """From the loaded carebox.toml (`gateway.config.load_config`)."""
+        up = config.upstream
+        return cls(
+            url=up.url,
+            ca=up.ca,
+            cert=up.cert,
+            key=up.key,
+            gateway_id=config.gateway_id,
+            topic_prefix=up.topic_prefix,
+        )
 
     @property
     def host(self) -> str:
