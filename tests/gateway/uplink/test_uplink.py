@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -234,7 +234,10 @@ async def test_events_published_once_and_status_retained(
         await asyncio.sleep(0.2)
     assert len(subscriber.on("events")) == 2
     assert b'"kind":"store.tampered_record"' in subscriber.on("events")[0].payload
-    assert any(b'"state":"offline"' in m.payload for m in subscriber.on("status"))
+    # The goodbye: offline, published (retained) before the DISCONNECT.
+    await eventually(
+        lambda: any(b'"state":"offline"' in m.payload for m in subscriber.on("status")), within=5
+    )
     late = await asyncio.to_thread(Subscriber(broker, pki.dev, name="late").start)
     try:
         await eventually(lambda: bool(late.on("status")), within=5)
@@ -254,3 +257,45 @@ def test_plaintext_url_refused_by_name(pki: TestPki) -> None:
             key=pki.dev.client.key_path,
             gateway_id="cbx-test",
         )
+
+
+async def test_validity_failure_with_an_untrusted_clock_says_clock(
+    broker: LocalBroker, pki: TestPki
+) -> None:
+    outbox = MemoryOutbox()
+    outbox.add(*readings(3))
+    uplink = Uplink(
+        settings(pki, broker.tls_port, client=pki.expired_client),
+        outbox,
+        json_mapper,
+        version="t",
+        clock_trusted=lambda: False,
+        backoff=Backoff(1.0, 3600.0),
+    )
+    async with running(uplink):
+        await eventually(lambda: bool(outbox.event_log), within=20)
+    assert uplink.state.error_layer == "clock"
+    assert uplink.state.last_error is not None
+    assert uplink.state.last_error.startswith("clock not synchronized")
+    assert [e.kind for e in outbox.event_log] == [EventKind.CLOCK]
+    assert len(outbox.waiting) == 3
+
+
+async def test_a_reading_that_cannot_be_mapped_is_held_not_lost(
+    broker: LocalBroker, subscriber: Subscriber, pki: TestPki
+) -> None:
+    def picky(items: Sequence[Item]) -> bytes:
+        if any(i.id == "r000007" for i in items):
+            raise ValueError("needs a trusted clock")
+        return json_mapper(items)
+
+    outbox = MemoryOutbox()
+    outbox.add(*readings(20))
+    uplink = Uplink(settings(pki, broker.tls_port), outbox, picky, version="t")
+    async with running(uplink):
+        await eventually(lambda: len(outbox.acked) == 19)
+        await eventually(lambda: bool(outbox.event_log))
+        await asyncio.sleep(0.2)
+    assert list(outbox.waiting) == ["r000007"]  # still queued, retried after its lease
+    assert "r000007" not in delivered(subscriber)
+    assert [e.kind for e in outbox.event_log] == [EventKind.HELD]
