@@ -1,0 +1,87 @@
+"""Fixtures: a simulated world, a store, and devices in one line each.
+
+    async def test_x(world, store, run_central, add_cuff): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.ble.central import Central
+from gateway.ble.session import SessionTimings
+from gateway.ble.simulated import World
+from tests.gateway.ble.fakes import FakeDeviceRecord, FakeStore
+
+FAST = SessionTimings(linger_s=0.05, record_gap_s=1.0, racp_batch=100)
+
+
+class _Config:
+    backend = "simulated"
+    adapter = "hci0"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    """A world with short advertising intervals and bursts, so tests stay fast."""
+    return World(
+        state_dir=tmp_path / "state",
+        advert_interval_s=0.005,
+        burst_s=5.0,
+        connect_timeout_s=0.02,
+    )
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+async def enroll(store: Any, address: str, kind: str, name: str = "dev") -> None:
+    await store.upsert_device(FakeDeviceRecord(address.upper(), kind, name))
+
+
+@pytest.fixture
+def run_central(
+    world: World, store: Any, tmp_path: Path
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Central]]:
+    @contextlib.asynccontextmanager
+    async def running(
+        *, clock_trusted: bool = True, timings: SessionTimings = FAST, **kw: Any
+    ) -> AsyncIterator[Central]:
+        central = Central(
+            store,
+            _Config(),
+            clock_trusted=lambda: clock_trusted,
+            state_dir=tmp_path / "state",
+            world=world,
+            timings=timings,
+            **kw,
+        )
+        task = asyncio.create_task(central.run(), name="carebox.ble.test-central")
+        try:
+            yield central
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return running
+
+
+async def until(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Wait for a condition the simulated world will make true (bounded; a test that never
+    gets there fails instead of hanging)."""
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+def local_clock() -> datetime:
+    return datetime(2024, 1, 2, 3, 4, 5)  # noqa: DTZ001 - a device's naive local time
