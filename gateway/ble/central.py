@@ -186,6 +186,7 @@ class Central:
                     decision.failure,
                     decision.attempt,
                     decision.delay_s,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
                 )
                 if decision.escalate:
                     await self.store.record_event(

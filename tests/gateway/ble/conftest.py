@@ -78,8 +78,14 @@ def run_central(
 async def until(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
     """Wait for a condition the simulated world will make true (bounded; a test that never
     gets there fails instead of hanging)."""
+    def holds() -> bool:
+        try:
+            return predicate()
+        except KeyError:  # the central has not registered the device yet
+            return False
+
     async with asyncio.timeout(within):
-        while not predicate():
+        while not holds():
             await asyncio.sleep(0.005)
 
 
