@@ -1,6 +1,6 @@
 """Fixtures: a simulated world, a store, and devices in one line each.
 
-    async def test_x(world, store, run_central, add_cuff): ...
+async def test_x(world, store, run_central, add_cuff): ...
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def run_central(
 async def until(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
     """Wait for a condition the simulated world will make true (bounded; a test that never
     gets there fails instead of hanging)."""
+
     def holds() -> bool:
         try:
             return predicate()
@@ -90,4 +91,4 @@ async def until(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
 
 
 def local_clock() -> datetime:
-    return datetime(2024, 1, 2, 3, 4, 5)  # noqa: DTZ001 - a device's naive local time
+    return datetime(2024, 1, 2, 3, 4, 5)

@@ -9,7 +9,9 @@ from tests.gateway.ble.conftest import enroll, local_clock, until
 from tests.gateway.ble.fakes import RawCuff, bpm_bytes
 
 
-async def test_cuff_readings_committed_once_each(world: World, store: Any, run_central: Any) -> None:
+async def test_cuff_readings_committed_once_each(
+    world: World, store: Any, run_central: Any
+) -> None:
     cuff = RawCuff(address="C0:00:00:00:00:01", name="cuff", clock=local_clock)
     cuff.stored += [bpm_bytes(120, 1), bpm_bytes(130, 2)]
     world.add(cuff)

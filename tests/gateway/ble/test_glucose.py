@@ -37,7 +37,9 @@ async def test_context_is_joined_and_second_session_finds_nothing(
     world: World, store: Any, run_central: Any
 ) -> None:
     meter = GlucoseMeter(address="C0:11:22:33:44:56", name="meter", clock=local_clock)
-    meter.measure(Decimal("0.00085"), context=GlucoseMeasurementContext(0, hba1c_pct=Decimal("6.1")))
+    meter.measure(
+        Decimal("0.00085"), context=GlucoseMeasurementContext(0, hba1c_pct=Decimal("6.1"))
+    )
     meter.measure(Decimal("0.00090"))
     world.add(meter)
     await enroll(store, meter.address, "glucose")

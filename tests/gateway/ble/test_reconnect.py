@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from bleak.exc import (
     BleakDBusError,
@@ -87,4 +85,4 @@ def test_link_lost_retries_at_once() -> None:
 
 
 def test_asyncio_timeout_is_the_builtin() -> None:
-    assert classify(asyncio.TimeoutError()) is Failure.TIMEOUT
+    assert classify(TimeoutError()) is Failure.TIMEOUT
