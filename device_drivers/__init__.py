@@ -3,7 +3,8 @@
 Layout
     errors.py          the error tree (rooted in `CareboxError`)
     ieee11073.py       SFLOAT / FLOAT numbers and their special values
-    codec.py           byte reader/writer, codec registry, `decode`, the JSON view
+    codec.py           byte reader/writer, codec registry, `decode`, the JSON view and its
+                       inverse `from_json` (config tables -> typed values; `InvalidField`)
     blood_pressure.py  Blood Pressure 0x1810: 2A35, 2A36, 2A49
     glucose.py         Glucose 0x1808: 2A18, 2A34, 2A51
     racp.py            Record Access Control Point 2A52
@@ -13,6 +14,8 @@ Layout
     device_information.py Device Information 0x180A and Battery 0x180F
     reading.py         `Reading`: one captured measurement as the gateway keeps it
     simulators/        sans-I/O models of a monitor, a meter and a scale
+                       (blood_pressure_monitor.py also holds `StoringDevice`, the DIS / CTS /
+                       battery / indicate-until-confirmed part the monitor and scale share)
 
 Invariants: nothing here does I/O or imports `gateway` or `bleak`; `decode` returns a value
 or raises `MalformedValue`, nothing else, whatever the bytes.
@@ -22,7 +25,15 @@ from __future__ import annotations
 
 import importlib
 
-from device_drivers.codec import Codec, codec_for, decode, registered, to_json
+from device_drivers.codec import (
+    Codec,
+    InvalidField,
+    codec_for,
+    decode,
+    from_json,
+    registered,
+    to_json,
+)
 from device_drivers.errors import (
     CareboxError,
     DeviceDriverError,
@@ -53,6 +64,7 @@ __all__ = [
     "CareboxError",
     "Codec",
     "DeviceDriverError",
+    "InvalidField",
     "MalformedValue",
     "Measure",
     "Special",
@@ -60,6 +72,7 @@ __all__ = [
     "UnknownCharacteristic",
     "codec_for",
     "decode",
+    "from_json",
     "registered",
     "to_json",
 ]

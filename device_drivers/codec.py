@@ -18,12 +18,19 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
+import types
+import typing
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Final, Protocol, Self, TypeVar
 
-from device_drivers.errors import MalformedValue, UnencodableValue, UnknownCharacteristic
+from device_drivers.errors import (
+    DeviceDriverError,
+    MalformedValue,
+    UnencodableValue,
+    UnknownCharacteristic,
+)
 from device_drivers.ieee11073 import (
     Measure,
     Special,
@@ -38,8 +45,10 @@ __all__ = [
     "ByteReader",
     "ByteWriter",
     "Codec",
+    "InvalidField",
     "codec_for",
     "decode",
+    "from_json",
     "register",
     "registered",
     "to_json",
@@ -280,3 +289,208 @@ def to_json(value: object) -> JsonValue:
     if isinstance(value, Mapping):
         return {str(k): to_json(v) for k, v in value.items()}
     raise TypeError(f"no JSON view for {type(value).__name__}")
+
+
+class InvalidField(DeviceDriverError, ValueError):
+    """A decoded-JSON table that does not describe a value of its codec: an unknown key, a
+    missing required one, or a value of the wrong type. `field` is the dotted path of the key
+    (``measurement_status.pulse_rate_range``)."""
+
+    def __init__(self, codec: str, field: str, reason: str) -> None:
+        self.codec = codec
+        self.field = field
+        self.reason = reason
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.codec}: field {self.field!r}: {self.reason}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.codec, self.field, self.reason))
+
+
+class _Mismatch(Exception):
+    """A JSON value the annotated type does not accept (internal to `from_json`); `field` is
+    set when the culprit is a key of a nested table."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+T = TypeVar("T")
+
+
+def from_json(codec_cls: type[T], obj: Mapping[str, object]) -> T:
+    """The inverse of `to_json` for a codec (or a nested value dataclass): build the typed
+    value from a table keyed by the contract's decoded-JSON field names.
+
+    ``from_json(type(v), to_json(v)) == v`` for every value `v` of a measurement codec.
+    Numbers come back as exact decimals (``120.5`` is ``Decimal('120.5')``; JSON cannot carry
+    trailing zeros, and decimals compare by value, so ``72.5 == 72.500``); the special-value
+    strings ("NaN", "NRes", "+INF", "-INF", "Reserved") become `Special`; enum fields take
+    their JSON value; timestamps an ISO 8601 string without zone (or a naive `datetime`, as a
+    TOML local date-time arrives). An absent key takes the field's default. Decimal strings
+    ("120.5") are accepted where a number is expected, so TOML tables can state a precision
+    a float cannot. Derived fields (``init=False``) may be present and must then agree.
+
+    Raises `InvalidField` naming the key for an unknown key, a missing required one or a
+    mistyped value; whether the value fits the wire format is `bytes(value)`'s business
+    (`UnencodableValue`).
+    """
+    return _from_mapping(codec_cls, obj, "")
+
+
+def _from_mapping(cls: type[T], obj: object, prefix: str) -> T:
+    name = cls.__name__
+    if not isinstance(obj, Mapping):
+        raise InvalidField(name, prefix or "<value>", f"expected a table, got {_kind(obj)}")
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{name} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    fields = {
+        f.name: f
+        for f in dataclasses.fields(cls)
+        if not f.name.startswith("_") and f.name not in _JSON_SKIP
+    }
+    for key in obj:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise InvalidField(name, f"{prefix}{key}", f"unknown field (known: {known})")
+    kwargs: dict[str, Any] = {}
+    for field_name, field in fields.items():
+        if not field.init or field_name not in obj:
+            continue
+        path = f"{prefix}{field_name}"
+        try:
+            kwargs[field_name] = _convert(hints[field_name], obj[field_name], path)
+        except _Mismatch as exc:
+            raise InvalidField(name, exc.field or path, str(exc)) from None
+    for field_name, field in fields.items():
+        if field.init and field_name not in obj and _required(field):
+            raise InvalidField(name, f"{prefix}{field_name}", "required field missing")
+    try:
+        value = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, DeviceDriverError):
+            raise
+        raise InvalidField(name, prefix or "<value>", str(exc)) from None
+    for field_name, field in fields.items():
+        if not field.init and field_name in obj:
+            derived = to_json(getattr(value, field_name))
+            if derived != obj[field_name]:
+                raise InvalidField(
+                    name,
+                    f"{prefix}{field_name}",
+                    f"derived field is {derived!r} for these values, not {obj[field_name]!r}",
+                )
+    return value
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+def _kind(raw: object) -> str:
+    return "null" if raw is None else type(raw).__name__
+
+
+def _convert(tp: Any, raw: object, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        arms = typing.get_args(tp)
+        if raw is None and type(None) in arms:
+            return None
+        mismatches: list[_Mismatch] = []
+        for arm in arms:
+            if arm is type(None):
+                continue
+            try:
+                return _convert(arm, raw, path)
+            except _Mismatch as exc:
+                mismatches.append(exc)
+        if len(mismatches) == 1:
+            raise mismatches[0]
+        raise _Mismatch("; ".join(str(m) for m in mismatches))
+    if not isinstance(tp, type):
+        raise TypeError(f"from_json cannot build a {tp!r} ({path})")
+    if issubclass(tp, enum.Enum):
+        return _convert_enum(tp, raw)
+    if tp is bool:
+        if not isinstance(raw, bool):
+            raise _Mismatch(f"expected true or false, got {_kind(raw)}")
+        return raw
+    if tp is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise _Mismatch(f"expected an integer, got {_kind(raw)}")
+        return raw
+    if tp is str:
+        if not isinstance(raw, str):
+            raise _Mismatch(f"expected a string, got {_kind(raw)}")
+        return raw
+    if tp is Decimal:
+        return _convert_decimal(raw)
+    if tp is datetime:
+        return _convert_datetime(raw)
+    if tp is bytes:
+        if not isinstance(raw, str):
+            raise _Mismatch(f"expected a hex string, got {_kind(raw)}")
+        try:
+            return bytes.fromhex(raw)
+        except ValueError:
+            raise _Mismatch(f"{raw!r} is not hex") from None
+    if dataclasses.is_dataclass(tp):
+        try:
+            return _from_mapping(tp, raw, f"{path}.")
+        except InvalidField as exc:
+            # Re-raised by the outer level with the outer codec's name and the dotted path.
+            raise _Mismatch(exc.reason, exc.field) from None
+    raise TypeError(f"from_json cannot build a {tp.__name__} ({path})")
+
+
+def _convert_enum(tp: type[enum.Enum], raw: object) -> enum.Enum:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise _Mismatch(f"expected one of {_choices(tp)}, got {_kind(raw)}")
+    try:
+        return tp(raw)
+    except ValueError:
+        raise _Mismatch(f"{raw!r} is not one of {_choices(tp)}") from None
+
+
+def _choices(tp: type[enum.Enum]) -> str:
+    return ", ".join(repr(m.value) for m in tp)
+
+
+def _convert_decimal(raw: object) -> Decimal:
+    if isinstance(raw, bool):
+        raise _Mismatch("expected a number, got bool")
+    if isinstance(raw, int):
+        return Decimal(raw)
+    if isinstance(raw, float):
+        # repr gives the shortest decimal that reads back as this float: what the JSON said.
+        value = Decimal(repr(raw))
+    elif isinstance(raw, str):
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise _Mismatch(f"{raw!r} is neither a number nor a special value") from None
+    else:
+        raise _Mismatch(f"expected a number, got {_kind(raw)}")
+    if not value.is_finite():
+        raise _Mismatch(f"{raw!r} is not a finite number; specials are {_choices(Special)}")
+    return value
+
+
+def _convert_datetime(raw: object) -> datetime:
+    if isinstance(raw, datetime):
+        value = raw
+    elif isinstance(raw, str):
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _Mismatch(f"{raw!r} is not an ISO 8601 date-time") from None
+    else:
+        raise _Mismatch(f"expected an ISO 8601 date-time, got {_kind(raw)}")
+    if value.tzinfo is not None:
+        raise _Mismatch("a device timestamp is local time as sent: give it without a zone")
+    return value

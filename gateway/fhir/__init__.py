@@ -1,0 +1,55 @@
+"""Stored readings → FHIR R4 transaction Bundles (HL7 Personal Health Device IG 2.0.0, shaped to
+stay compatible with the ANS "Mesures de santé" guide). Rules and sources: notes/FHIR.md.
+
+Layout
+    codes.py         code systems, MDC/LOINC codes, UCUM units, status bits: tables only
+    context.py       FhirContext, DeviceInfo, GatewayInfo, the BundleItem protocol
+    elements.py      CodeableConcept / Quantity / dataAbsentReason builders, unit conversions
+    observations.py  one decoded measurement → Observation drafts, per characteristic
+    timing.py        effectiveDateTime: device local time → UTC, clock-offset correction
+    devices.py       PhdDevice and PhgDevice resources and their identifiers
+    bundle.py        build_bundle: drafts + shared elements + devices → transaction Bundle
+    serialize.py     bundle_to_json: exact Decimals, UTF-8
+    errors.py        MappingError, NotAPatientResult
+
+Invariants
+- Pure: no I/O, no clock, no randomness. Same items and context → byte-identical JSON, so a
+  resend after a lost ack carries the same identifiers and fullUrls.
+- The dedup identifier's timestamp is the `phd_timestamp` stored at capture, never recomputed;
+  the device part is the DIS system id when known, else the BT address. Changing either rule
+  breaks dedup of everything already sent.
+- Values keep the device's precision (Decimal in, Decimal out); only kPa → mm[Hg] rounds (0.1).
+- A reading that does not map is left out of its Bundle with a `MappingError` naming its stored
+  id, never a health value; a control-solution glucose test is `NotAPatientResult`.
+
+Gotchas
+- Decoded values are read by field name (the contract's "Decoded JSON" names), not by class.
+- `needs_trusted_clock`: readings whose time comes from the gateway clock (receive time, or an
+  offset correction); the uplink must not send those captured while that clock was untrusted.
+- The coincident-timestamp Observation has no identifier in the IG; ours (RFC 3986 system,
+  UUIDv5 value) makes its resend harmless too.
+"""
+
+from __future__ import annotations
+
+from gateway.fhir.bundle import build_bundle, observation_identifier
+from gateway.fhir.codes import TimeSync
+from gateway.fhir.context import BundleItem, DeviceInfo, FhirContext, GatewayInfo, eui64_from_mac
+from gateway.fhir.errors import MappingError, NotAPatientResult
+from gateway.fhir.serialize import bundle_to_json
+from gateway.fhir.timing import needs_trusted_clock
+
+__all__ = [
+    "BundleItem",
+    "DeviceInfo",
+    "FhirContext",
+    "GatewayInfo",
+    "MappingError",
+    "NotAPatientResult",
+    "TimeSync",
+    "build_bundle",
+    "bundle_to_json",
+    "eui64_from_mac",
+    "needs_trusted_clock",
+    "observation_identifier",
+]

@@ -1,0 +1,310 @@
+"""Stored readings → one FHIR R4 transaction Bundle (notes/FHIR.md sections 5, 9, 10, 12).
+
+Invariants:
+- Same input, same bytes: every fullUrl is a UUIDv5 of what the resource is (an Observation's
+  dedup identifier, a Device's identifier), no clock or random value is read, entries keep the
+  input order. A resend after a lost ack is byte-identical.
+- Every Observation is a conditional create on its PHD dedup identifier
+  ``<device>-<patient value>-<patient system>-<MDC type>-<phd_timestamp>``, the timestamp part
+  being the one stored at capture, never recomputed. Devices are conditional creates on their
+  SYSID (else BT address / gateway id). Two Observations with the same identifier in one Bundle
+  would make the transaction fail: the later one is left out (it is the same measurement, e.g.
+  the weight a body-composition scale sends in both 0x2A9D and 0x2A9C).
+- A reading that cannot be mapped never breaks the Bundle: it is left out and reported as a
+  `MappingError` naming the stored id (no health value, no bytes).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import quote
+
+from device_drivers.codec import decode
+from device_drivers.errors import MalformedValue, UnknownCharacteristic
+from device_drivers.reading import MEASUREMENT_CHARACTERISTICS
+from gateway.fhir import codes
+from gateway.fhir.context import BundleItem, DeviceInfo, FhirContext
+from gateway.fhir.devices import DeviceIdentity, phd_device, phd_identity, phg_device, phg_identity
+from gateway.fhir.elements import coded
+from gateway.fhir.errors import MappingError
+from gateway.fhir.observations import Draft, map_measurement
+from gateway.fhir.timing import Effective, effective_time, fhir_datetime
+
+__all__ = ["build_bundle", "observation_identifier"]
+
+_log = logging.getLogger(__name__)
+
+JsonObject = dict[str, Any]
+
+_NAMESPACE: Final = uuid.UUID("772e90e4-3145-43a0-97a6-85ed5063143f")
+"""Namespace of every fullUrl and coincident-timestamp identifier: frozen, changing it changes
+every resent Bundle."""
+
+_CONTEXT_CHARACTERISTIC: Final = 0x2A34
+
+
+def _urn(kind: str, key: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{kind}|{key}')}"
+
+
+def _if_none_exist(system: str, value: str) -> str:
+    # `+` in a value would read as a space, `:` and `|` are reserved: encode both parts.
+    return f"identifier={quote(system, safe='')}|{quote(value, safe='')}"
+
+
+def observation_identifier(
+    device: DeviceIdentity, ctx: FhirContext, type_code: int, phd_timestamp: str
+) -> str:
+    """The PHD dedup identifier value (FHIR.md section 10, the Carebox rule)."""
+    return (
+        f"{device.dedup_part}-{ctx.patient_value}-{ctx.patient_system}-{type_code}-{phd_timestamp}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapped:
+    item: BundleItem
+    info: DeviceInfo
+    device: DeviceIdentity
+    drafts: list[Draft]
+    effective: Effective
+
+
+def _decode_context(item: BundleItem) -> object | None:
+    reading = item.reading
+    if reading.characteristic != 0x2A18 or reading.context is None:
+        return None
+    try:
+        return decode(_CONTEXT_CHARACTERISTIC, reading.context)
+    except (MalformedValue, UnknownCharacteristic):
+        # The glucose value stands on its own; the context is only its annotation.
+        _log.warning("reading %s: glucose context does not decode, sent without it", item.id)
+        return None
+
+
+def _drafts(item: BundleItem) -> list[Draft]:
+    reading = item.reading
+    if reading.characteristic not in MEASUREMENT_CHARACTERISTICS:
+        raise MappingError(f"characteristic {reading.characteristic:04X} is not a measurement")
+    try:
+        measurement = reading.measurement()
+    except MalformedValue as exc:
+        raise MappingError(
+            f"{reading.characteristic:04X} value does not decode "
+            f"(offset {exc.offset} of {len(reading.value)} octets)"
+        ) from None
+    except UnknownCharacteristic:
+        raise MappingError(f"no decoder for {reading.characteristic:04X}") from None
+    return map_measurement(reading.characteristic, measurement, _decode_context(item))
+
+
+def _coincident_key(device: DeviceIdentity, correction: timedelta) -> str:
+    return f"{device.dedup_part}|{int(correction.total_seconds())}"
+
+
+def build_bundle(
+    items: Sequence[BundleItem],
+    ctx: FhirContext,
+    skipped: list[MappingError] | None = None,
+) -> dict[str, Any]:
+    """One transaction Bundle for `items`, JSON-ready (`bundle_to_json` writes it).
+
+    A reading that cannot be mapped (bytes that do not decode, a control-solution test, ...) is
+    left out: appended to `skipped` when a list is given, else raised as `MappingError` (with
+    `item_id` set) so that nothing is dropped silently. A Bundle whose every reading was skipped
+    has no `entry`.
+    """
+    mapped: list[_Mapped] = []
+    for item in items:
+        try:
+            drafts = _drafts(item)
+        except MappingError as exc:
+            error = exc.for_item(item.id)
+            if skipped is None:
+                raise error from None
+            skipped.append(error)
+            continue
+        info = ctx.device(item.reading.device)
+        mapped.append(
+            _Mapped(item, info, phd_identity(info), drafts, effective_time(item.reading, ctx.tz))
+        )
+    bundle: JsonObject = {"resourceType": "Bundle", "type": "transaction"}
+    if not mapped:
+        return bundle
+
+    gateway = phg_identity(ctx.gateway_id, ctx.gateway_info)
+    gateway_url = _urn("device", f"{gateway.key_system}|{gateway.key_value}")
+    entries = [_entry(gateway_url, phg_device(ctx.gateway_id, ctx.gateway_info), "Device", gateway)]
+
+    # PHD devices in order of first appearance, with the kinds of reading they sent.
+    devices: dict[str, tuple[DeviceInfo, DeviceIdentity, set[int]]] = {}
+    # One coincident timestamp per (device, correction): per connection, as the IG wants; its
+    # gateway time is the earliest receive time among those readings (any is a true pair).
+    coincident: dict[str, tuple[DeviceIdentity, timedelta, datetime]] = {}
+    for m in mapped:
+        key = m.device.dedup_part
+        devices.setdefault(key, (m.info, m.device, set()))[2].add(m.item.reading.characteristic)
+        if m.effective.correction is not None:
+            ck = _coincident_key(m.device, m.effective.correction)
+            received = m.item.reading.received_at.astimezone(UTC)
+            if ck not in coincident or received < coincident[ck][2]:
+                coincident[ck] = (m.device, m.effective.correction, received)
+
+    device_urls: dict[str, str] = {}
+    for key, (info, identity, kinds) in devices.items():
+        url = _urn("device", f"{identity.key_system}|{identity.key_value}")
+        device_urls[key] = url
+        entries.append(_entry(url, phd_device(info, kinds), "Device", identity))
+
+    coincident_urls: dict[str, str] = {}
+    for ck, (identity, correction, received) in coincident.items():
+        ct_key = f"{ck}|{fhir_datetime(received)}"
+        url = _urn("coincident", ct_key)
+        coincident_urls[ck] = url
+        resource = _coincident(
+            correction,
+            received,
+            ctx=ctx,
+            device_url=device_urls[identity.dedup_part],
+            gateway_url=gateway_url,
+        )
+        resource["identifier"] = [{"system": codes.URI_SYSTEM, "value": _urn("ct-id", ct_key)}]
+        entries.append(
+            {
+                "fullUrl": url,
+                "resource": resource,
+                "request": {
+                    "method": "POST",
+                    "url": "Observation",
+                    "ifNoneExist": _if_none_exist(codes.URI_SYSTEM, _urn("ct-id", ct_key)),
+                },
+            }
+        )
+
+    seen: set[str] = set()
+    for m in mapped:
+        device_url = device_urls[m.device.dedup_part]
+        ct_url = None
+        if m.effective.correction is not None:
+            ct_url = coincident_urls[_coincident_key(m.device, m.effective.correction)]
+        ids = {
+            d.type_code: observation_identifier(m.device, ctx, d.type_code, m.item.phd_timestamp)
+            for d in m.drafts
+        }
+        for draft in m.drafts:
+            value = ids[draft.type_code]
+            if value in seen:
+                continue
+            seen.add(value)
+            resource = _observation(
+                draft,
+                value,
+                effective=m.effective,
+                ctx=ctx,
+                device_url=device_url,
+                gateway_url=gateway_url,
+                coincident_url=ct_url,
+            )
+            if draft.derived_from:
+                resource["derivedFrom"] = [
+                    {"reference": _urn("observation", ids[t])} for t in draft.derived_from
+                ]
+            entries.append(
+                {
+                    "fullUrl": _urn("observation", value),
+                    "resource": resource,
+                    "request": {
+                        "method": "POST",
+                        "url": "Observation",
+                        "ifNoneExist": _if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, value),
+                    },
+                }
+            )
+    bundle["entry"] = entries
+    return bundle
+
+
+def _entry(url: str, resource: JsonObject, kind: str, identity: DeviceIdentity) -> JsonObject:
+    return {
+        "fullUrl": url,
+        "resource": resource,
+        "request": {
+            "method": "POST",
+            "url": kind,
+            "ifNoneExist": _if_none_exist(identity.key_system, identity.key_value),
+        },
+    }
+
+
+def _categories(vital_sign: bool) -> list[JsonObject]:
+    out = [{"coding": [{"system": codes.PHD_CATEGORY_SYSTEM, "code": "phd"}]}]
+    if vital_sign:
+        # No display: the ANS profiles pattern-match it and "Vital Signs" breaks them.
+        vital = {"system": codes.OBSERVATION_CATEGORY_SYSTEM, "code": "vital-signs"}
+        out.append({"coding": [vital]})
+    return out
+
+
+def _observation(
+    draft: Draft,
+    identifier: str,
+    *,
+    effective: Effective,
+    ctx: FhirContext,
+    device_url: str,
+    gateway_url: str,
+    coincident_url: str | None,
+) -> JsonObject:
+    extensions = [_reference_extension(codes.GATEWAY_DEVICE_EXTENSION, gateway_url)]
+    if coincident_url is not None:
+        coincident = codes.COINCIDENT_TIMESTAMP_EXTENSION
+        extensions.append(_reference_extension(coincident, coincident_url))
+    return {
+        "resourceType": "Observation",
+        "meta": {"profile": [draft.profile]},
+        "extension": extensions,
+        "identifier": [{"system": codes.PHD_IDENTIFIER_SYSTEM, "value": identifier}],
+        "status": "final",
+        "category": _categories(draft.vital_sign),
+        "subject": _subject(ctx),
+        "effectiveDateTime": fhir_datetime(effective.at),
+        "device": {"reference": device_url},
+        **draft.body,
+    }
+
+
+def _subject(ctx: FhirContext) -> JsonObject:
+    # A logical reference: the box never creates or looks up Patient resources.
+    return {"identifier": {"system": ctx.patient_system, "value": ctx.patient_value}}
+
+
+def _reference_extension(url: str, target: str) -> JsonObject:
+    return {"url": url, "valueReference": {"reference": target}}
+
+
+def _coincident(
+    correction: timedelta,
+    gateway_time: datetime,
+    *,
+    ctx: FhirContext,
+    device_url: str,
+    gateway_url: str,
+) -> JsonObject:
+    """PhdCoincidentTimeStampObservation: at gateway time `gateway_time` the device's wall clock
+    read `gateway_time + correction`, shown in the gateway's zone the device is assumed in."""
+    device_clock = (gateway_time + correction).astimezone(ctx.tz)
+    return {
+        "resourceType": "Observation",
+        "meta": {"profile": [codes.PROFILE_COINCIDENT]},
+        "status": "final",
+        "code": coded(codes.TIME_ABS),
+        "subject": {"reference": device_url},
+        "effectiveDateTime": fhir_datetime(gateway_time),
+        "device": {"reference": gateway_url},
+        "valueDateTime": fhir_datetime(device_clock),
+    }

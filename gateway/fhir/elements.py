@@ -1,0 +1,101 @@
+"""Small FHIR data types built from codes and device numbers: CodeableConcepts, Quantities,
+dataAbsentReason, unit conversions.
+
+Numbers stay `Decimal` end to end and keep the device's precision (FHIR.md section 8): exact
+conversions shift the exponent (95 × 10^-5 kg/L → 95 mg/dL, 1.75 m → 175 cm); the one inexact
+conversion, kPa → mm[Hg], is computed exactly then rounded to 0.1 mm[Hg].
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any, Final
+
+from device_drivers.ieee11073 import Special
+from gateway.fhir import codes
+from gateway.fhir.codes import Code, Unit
+
+__all__ = [
+    "coded",
+    "field",
+    "int_code",
+    "kpa_to_mmhg",
+    "mdc_concept",
+    "quantity_or_absent",
+    "text_value",
+]
+
+JsonObject = dict[str, Any]
+
+_PA_PER_MMHG: Final = Decimal("133.322387415")  # exact by definition of the mm[Hg]
+_EXACT: Final = Context(prec=40)
+_TENTH: Final = Decimal("0.1")
+
+
+def field(obj: object, name: str) -> Any:
+    """Attribute `name` of a decoded value (or key, for a mapping); None when absent."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def text_value(value: object) -> object:
+    """An enum's contract value (``"kPa"``, ``"imperial"``), anything else unchanged."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def int_code(value: object) -> int | None:
+    """A coded field as an int (plain int, IntEnum/IntFlag, or an Enum holding an int)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, enum.Enum) and isinstance(value.value, int):
+        return value.value
+    return None
+
+
+def kpa_to_mmhg(value: Decimal) -> Decimal:
+    """kPa → mm[Hg], exact then rounded half-even to 0.1 mm[Hg]."""
+    exact = _EXACT.divide(_EXACT.multiply(value, Decimal(1000)), _PA_PER_MMHG)
+    return exact.quantize(_TENTH, rounding=ROUND_HALF_EVEN)
+
+
+def mdc_coding(code: int, display: str | None = None) -> JsonObject:
+    coding: JsonObject = {"system": codes.MDC, "code": str(code)}
+    if display:
+        coding["display"] = display
+    return coding
+
+
+def mdc_concept(code: int, display: str | None = None) -> JsonObject:
+    return {"coding": [mdc_coding(code, display)]}
+
+
+def coded(code: Code, loinc: str | None = None) -> JsonObject:
+    """`code` as a CodeableConcept: the MDC coding first, then the LOINC one if any."""
+    codings = [mdc_coding(code.mdc, code.reference_id)]
+    loinc = loinc or code.loinc
+    if loinc:
+        codings.append({"system": codes.LOINC, "code": loinc})
+    return {"coding": codings}
+
+
+def absent(special: Special) -> JsonObject:
+    return {"coding": [{"system": codes.DATA_ABSENT_REASON, "code": codes.ABSENT_REASON[special]}]}
+
+
+def quantity_or_absent(value: Decimal | Special, unit: Unit) -> JsonObject:
+    """``{"valueQuantity": ...}`` for a number, ``{"dataAbsentReason": ...}`` for a special."""
+    if isinstance(value, Special):
+        return {"dataAbsentReason": absent(value)}
+    return {
+        "valueQuantity": {
+            "value": value,
+            "unit": unit.display,
+            "system": codes.UCUM,
+            "code": unit.code,
+        }
+    }

@@ -1,0 +1,320 @@
+"""One decoded measurement → the Observation bodies it produces (notes/FHIR.md sections 2-8).
+
+A `Draft` holds what depends on the measurement alone: profile, code, value or components,
+dataAbsentReason, and which sibling Observations of the same reading it derives from (by MDC type
+code, which is also its part of the dedup identifier). `bundle.py` adds what every Observation
+shares: identifier, subject, time, device references.
+
+Decoded values are read by attribute name (the contract's "Decoded JSON" field names), so the
+mapping depends on the codecs' field names only, never on their classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+from device_drivers.ieee11073 import Special
+from gateway.fhir import codes
+from gateway.fhir.codes import Code, Unit
+from gateway.fhir.elements import (
+    coded,
+    field,
+    int_code,
+    kpa_to_mmhg,
+    mdc_concept,
+    quantity_or_absent,
+    text_value,
+)
+from gateway.fhir.errors import MappingError, NotAPatientResult
+
+__all__ = ["Draft", "map_measurement"]
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An Observation body before the shared elements. `type_code` is the MDC code of its
+    `code`: unique within one reading, it keys the identifier and `derived_from`."""
+
+    type_code: int
+    profile: str
+    vital_sign: bool
+    body: JsonObject
+    derived_from: tuple[int, ...] = ()
+
+
+def _measure(value: object, name: str) -> Decimal | Special | None:
+    if value is None or isinstance(value, Decimal | Special):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    raise MappingError(f"field {name} is not a number")
+
+
+def _numeric(code: Code, value: Decimal | Special, unit: Unit) -> Draft:
+    return Draft(
+        code.mdc,
+        codes.PROFILE_NUMERIC,
+        code.vital_sign,
+        {"code": coded(code), **quantity_or_absent(value, unit)},
+    )
+
+
+def _bits(code: Code, bits: list[tuple[int, str]], derived_from: int) -> Draft:
+    """A PhdBitsEnumerationObservation of the bits that are set (event bits: reported only
+    when set, FHIR.md section 6)."""
+    components = [
+        {
+            "code": {
+                "coding": [
+                    {"system": codes.ASN1_TO_HL7, "code": f"{code.mdc}.{bit}", "display": meaning}
+                ]
+            },
+            "valueBoolean": True,
+        }
+        for bit, meaning in bits
+    ]
+    return Draft(
+        code.mdc,
+        codes.PROFILE_BITS,
+        False,
+        {"code": coded(code), "component": components},
+        (derived_from,),
+    )
+
+
+def _coded_value(code: Code, value_code: int, derived_from: int) -> Draft:
+    return Draft(
+        code.mdc,
+        codes.PROFILE_CODED,
+        False,
+        {"code": coded(code), "valueCodeableConcept": mdc_concept(value_code)},
+        (derived_from,),
+    )
+
+
+# --- blood pressure 0x2A35 ------------------------------------------------------------------
+_BP_COMPONENTS: Final = (
+    (codes.BP_SYSTOLIC, "systolic"),
+    (codes.BP_DIASTOLIC, "diastolic"),
+    (codes.BP_MEAN, "mean_arterial_pressure"),
+)
+_BP_STATUS_FLAGS: Final = (
+    ("body_movement", 0, "body-movement"),
+    ("cuff_too_loose", 1, "cuff-too-loose"),
+    ("irregular_pulse", 2, "irregular-pulse"),
+    ("improper_position", 5, "improper-body-position"),
+)
+_PULSE_RANGE_BITS: Final = {
+    "above": (3, "pulse-over-range-limit"),
+    "below": (4, "pulse-under-range-limit"),
+}
+
+
+def _blood_pressure(m: object) -> list[Draft]:
+    unit = text_value(field(m, "unit"))
+    if unit not in ("mmHg", "kPa"):
+        raise MappingError("blood pressure unit is neither mmHg nor kPa")
+    components = []
+    for code, name in _BP_COMPONENTS:
+        value = _measure(field(m, name), name)
+        if value is None:
+            continue
+        if unit == "kPa" and isinstance(value, Decimal):
+            # R4 vital-signs `bp` fixes mm[Hg]; the raw kPa value stays in the store.
+            value = kpa_to_mmhg(value)
+        components.append({"code": coded(code), **quantity_or_absent(value, codes.MM_HG)})
+    panel = codes.BP_PANEL
+    drafts = [
+        Draft(
+            panel.mdc,
+            codes.PROFILE_COMPOUND,
+            True,
+            {"code": coded(panel), "component": components},
+        )
+    ]
+    pulse = _measure(field(m, "pulse_rate"), "pulse_rate")
+    if pulse is not None:
+        drafts.append(_numeric(codes.PULSE_RATE, pulse, codes.PER_MINUTE))
+    status = field(m, "measurement_status")
+    if status is not None:
+        bits = [(bit, meaning) for name, bit, meaning in _BP_STATUS_FLAGS if field(status, name)]
+        pulse_range = _PULSE_RANGE_BITS.get(str(text_value(field(status, "pulse_rate_range"))))
+        if pulse_range is not None:
+            bits.append(pulse_range)
+        if bits:
+            drafts.append(_bits(codes.BP_STATUS, sorted(bits), panel.mdc))
+    return drafts
+
+
+# --- glucose 0x2A18 (+ context 0x2A34) ------------------------------------------------------
+def _glucose(m: object, context: object | None) -> list[Draft]:
+    sample_type = int_code(field(m, "type"))
+    location = int_code(field(m, "sample_location"))
+    if (
+        sample_type == codes.GLUCOSE_CONTROL_SOLUTION_TYPE
+        or location == codes.GLUCOSE_CONTROL_SOLUTION_LOCATION
+    ):
+        raise NotAPatientResult("control-solution test, not a patient result")
+    concentration = _measure(field(m, "concentration"), "concentration")
+    if concentration is None:
+        raise MappingError("glucose record without a concentration")
+    unit = text_value(field(m, "concentration_unit"))
+    glucose = codes.GLUCOSE_BY_TYPE.get(sample_type or 0, codes.GLUCOSE_GENERIC)
+    if unit == "kg/L":
+        fhir_unit, loinc = codes.MG_PER_DL, glucose.loinc_mass
+        scale = 5  # kg/L → mg/dL: × 10^5, exact, mantissa kept
+    elif unit == "mol/L":
+        fhir_unit, loinc = codes.MMOL_PER_L, glucose.loinc_molar
+        scale = 3  # mol/L → mmol/L: × 10^3
+    else:
+        raise MappingError("glucose unit is neither kg/L nor mol/L")
+    if isinstance(concentration, Decimal):
+        concentration = concentration.scaleb(scale)
+    code = Code(glucose.mdc, glucose.reference_id, loinc)
+    # ANS "Mesures de santé" wants vital-signs on glucose too (FHIR.md section 4).
+    drafts = [
+        Draft(
+            glucose.mdc,
+            codes.PROFILE_NUMERIC,
+            True,
+            {"code": coded(code), **quantity_or_absent(concentration, fhir_unit)},
+        )
+    ]
+    if location in codes.GLUCOSE_LOCATION_VALUES:
+        drafts.append(
+            _coded_value(
+                codes.GLUCOSE_SAMPLE_LOCATION, codes.GLUCOSE_LOCATION_VALUES[location], glucose.mdc
+            )
+        )
+    status = int_code(field(m, "sensor_status"))
+    if status:
+        bits = [(bit, name) for bit, name in codes.GLUCOSE_SENSOR_BITS.items() if status >> bit & 1]
+        if bits:
+            drafts.append(_bits(codes.GLUCOSE_SENSOR_STATUS, bits, glucose.mdc))
+    if context is not None:
+        drafts.extend(_glucose_context(context, glucose.mdc))
+    return drafts
+
+
+_CONTEXT_ENUMS: Final = (
+    ("meal", codes.CONTEXT_MEAL, codes.MEAL_VALUES),
+    ("tester", codes.CONTEXT_TESTER, codes.TESTER_VALUES),
+    ("health", codes.CONTEXT_HEALTH, codes.HEALTH_VALUES),
+)
+
+
+def _glucose_context(context: object, glucose_code: int) -> list[Draft]:
+    drafts = []
+    for name, code, values in _CONTEXT_ENUMS:
+        value = int_code(field(context, name))
+        if value in values:
+            drafts.append(_coded_value(code, values[value], glucose_code))
+    carbohydrate = _measure(field(context, "carbohydrate_kg"), "carbohydrate_kg")
+    if carbohydrate is not None:
+        if isinstance(carbohydrate, Decimal):
+            carbohydrate = carbohydrate.scaleb(3)  # kg → g, exact
+        carb_id = int_code(field(context, "carbohydrate_id"))
+        carb_code = Code(codes.CARBOHYDRATE_BY_ID.get(carb_id or 0, codes.CONTEXT_CARBOHYDRATE.mdc))
+        drafts.append(_derived(carb_code, carbohydrate, codes.GRAM, glucose_code))
+    hba1c = _measure(field(context, "hba1c_pct"), "hba1c_pct")
+    if hba1c is not None:
+        drafts.append(_derived(codes.CONTEXT_HBA1C, hba1c, codes.PERCENT, glucose_code))
+    return drafts
+
+
+def _derived(code: Code, value: Decimal | Special, unit: Unit, derived_from: int) -> Draft:
+    draft = _numeric(code, value, unit)
+    return Draft(draft.type_code, draft.profile, draft.vital_sign, draft.body, (derived_from,))
+
+
+# --- weight scale 0x2A9D and body composition 0x2A9C ----------------------------------------
+def _units(m: object) -> tuple[Unit, Unit | None]:
+    """(mass unit, height unit) for the `unit` field; height in m is converted to cm."""
+    unit = text_value(field(m, "unit"))
+    if unit == "SI":
+        return codes.KG, None
+    if unit == "imperial":
+        return codes.POUND, codes.INCH
+    raise MappingError("weight unit is neither SI nor imperial")
+
+
+def _height(m: object, inch: Unit | None) -> Draft | None:
+    height = _measure(field(m, "height"), "height")
+    if height is None:
+        return None
+    if inch is not None:
+        return _numeric(codes.BODY_HEIGHT, height, inch)
+    if isinstance(height, Decimal):
+        height = height.scaleb(2)  # m → cm, exact: R4 bodyheight allows cm and [in_i] only
+    return _numeric(codes.BODY_HEIGHT, height, codes.CM)
+
+
+def _weight_scale(m: object) -> list[Draft]:
+    mass, inch = _units(m)
+    weight = _measure(field(m, "weight"), "weight")
+    if weight is None:
+        raise MappingError("weight record without a weight")
+    drafts = [_numeric(codes.BODY_WEIGHT, weight, mass)]
+    height = _height(m, inch)
+    if height is not None:
+        drafts.append(height)
+    bmi = _measure(field(m, "bmi"), "bmi")
+    if bmi is not None:
+        sources = tuple(d.type_code for d in drafts)
+        draft = _numeric(codes.BMI, bmi, codes.KG_PER_M2)
+        drafts.append(Draft(draft.type_code, draft.profile, True, draft.body, sources))
+    return drafts
+
+
+_BODY_COMPOSITION_MASSES: Final = (
+    ("fat_free_mass", codes.FAT_FREE_MASS),
+    ("soft_lean_mass", codes.SOFT_LEAN_MASS),
+    ("body_water_mass", codes.BODY_WATER),
+)
+
+
+def _body_composition(m: object) -> list[Draft]:
+    mass, inch = _units(m)
+    fat = _measure(field(m, "body_fat_pct"), "body_fat_pct")
+    if fat is None:
+        raise MappingError("body composition record without body fat")
+    drafts = [_numeric(codes.BODY_FAT, fat, codes.PERCENT)]
+    basal = _measure(field(m, "basal_metabolism_kj"), "basal_metabolism_kj")
+    if basal is not None:
+        drafts.append(_numeric(codes.BASAL_METABOLISM, basal, codes.KJ))
+    for name, code in _BODY_COMPOSITION_MASSES:
+        value = _measure(field(m, name), name)
+        if value is not None:
+            drafts.append(_numeric(code, value, mass))
+    weight = _measure(field(m, "weight"), "weight")
+    if weight is not None:
+        drafts.append(_numeric(codes.BODY_WEIGHT, weight, mass))
+    height = _height(m, inch)
+    if height is not None:
+        drafts.append(height)
+    # muscle_pct, muscle_mass, impedance_ohm: no code in the guides, not sent (kept in the store).
+    return drafts
+
+
+_MAPPERS: Final[dict[int, Callable[[object], list[Draft]]]] = {
+    0x2A35: _blood_pressure,
+    0x2A9D: _weight_scale,
+    0x2A9C: _body_composition,
+}
+
+
+def map_measurement(
+    characteristic: int, measurement: object, context: object | None
+) -> list[Draft]:
+    """The Observation drafts of one decoded measurement; `MappingError` if it cannot map."""
+    if characteristic == 0x2A18:
+        return _glucose(measurement, context)
+    mapper = _MAPPERS.get(characteristic)
+    if mapper is None:
+        raise MappingError(f"characteristic {characteristic:04X} is not a measurement")
+    return mapper(measurement)

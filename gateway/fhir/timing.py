@@ -1,0 +1,75 @@
+"""Which time an Observation carries (notes/FHIR.md section 9).
+
+A BLE device stamps readings with its local wall clock, no zone. The mapping reads that time in
+the gateway's zone and, when the device's clock was read at the connection
+(`Reading.device_clock_offset_s`, device minus gateway), moves it onto the gateway's timeline:
+``effective = local→UTC − offset``, rounded to the device's 1 s resolution. Such an Observation
+points at a coincident-timestamp Observation recording the pair (gateway time, device time), so
+the device's own stamp can always be recovered. A reading with no device time carries its
+receive time. The dedup identifier never uses any of these: it uses the device's stamp as sent.
+
+Gotchas: a local time that a DST change makes ambiguous or nonexistent is read with
+``fold=0`` (the first of the two instants), deterministically; ``isoformat()`` cannot write the
+``-00:00`` FHIR uses for an unknown offset, so dateTimes are formatted here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from device_drivers.reading import Reading
+
+__all__ = ["Effective", "effective_time", "fhir_datetime", "needs_trusted_clock"]
+
+
+def fhir_datetime(moment: datetime) -> str:
+    """A FHIR dateTime with seconds and an explicit offset (``+00:00`` for UTC)."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError("a FHIR dateTime with a time needs a zone")
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    total = int(offset.total_seconds()) // 60
+    sign = "-" if total < 0 else "+"
+    hours, minutes = divmod(abs(total), 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+def _offset(reading: Reading) -> timedelta | None:
+    if reading.device_clock_offset_s is None:
+        return None
+    # BLE Date Time has 1 s resolution: a sub-second correction would be noise.
+    return timedelta(seconds=round(reading.device_clock_offset_s))
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """The Observation time (UTC) and, when it was corrected, the offset applied."""
+
+    at: datetime
+    correction: timedelta | None
+
+
+def effective_time(reading: Reading, tz: tzinfo) -> Effective:
+    """The corrected UTC time of `reading` (see the module docstring)."""
+    local = reading.device_timestamp()
+    if local is None:
+        return Effective(reading.received_at.astimezone(UTC), None)
+    at = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    correction = _offset(reading)
+    if correction is None:
+        return Effective(at, None)
+    return Effective(at - correction, correction)
+
+
+def needs_trusted_clock(reading: Reading) -> bool:
+    """Whether this reading's FHIR time comes from the gateway's clock: its receive time (no
+    device time) or a device time corrected by the offset measured against the gateway clock.
+
+    Such a reading captured while the gateway clock was not trusted (`reading.clock_trusted`
+    False) would go out with a wrong time: the uplink holds it back instead. A reading stamped by
+    a device whose clock was never read depends on the device alone and may always go.
+    """
+    return reading.device_timestamp() is None or reading.device_clock_offset_s is not None
