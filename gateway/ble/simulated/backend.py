@@ -312,6 +312,10 @@ class SimClient(BaseBleakClient):
             if callback is None:
                 continue  # CCCD not enabled: the device sends nothing
             callback(bytearray(emit.value[: p.mtu - 3]))  # silent truncation, as on air
+            if emit.indicate and p.lost_confirmations > 0:
+                p.lost_confirmations -= 1
+                self.world.close_link(link, by_device=True)
+                return
             if emit.indicate:
                 p.device.confirmed(emit)
             link.sent += 1

@@ -10,6 +10,8 @@ Fixture API (what tests, the demo and the conformance suite drive):
     world.inject_connect_failure(address, exc, ...)  # next connect() attempts raise these
     world.inject_scan_failure(exc, ...)      # next scanner start() raises these
     world.drop_link(address)                 # link loss now (out of range, battery)
+    p.lost_confirmations = n                 # next n indications reach the central but the
+                                             # link drops before the device gets the confirmation
     world.forget_device_bond(address)        # bond lost on the device side
     scanner_cls, client_cls = world.backend()  # pass to BleakScanner / BleakClient backend=
     await world.run()                        # advertising + reading schedules, until cancelled
@@ -110,6 +112,7 @@ class Peripheral:
     passkey: int | None = None  # None: Just Works
     refuse_pairing: bool = False
     disconnect_after: int | None = None  # values sent on one link before the device drops it
+    lost_confirmations: int = 0  # next n indications: link lost before the confirmation
     device_bonded: bool = True
     mtu: int = 185
     link: Link | None = None

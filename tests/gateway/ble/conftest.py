@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from device_drivers.simulators.blood_pressure_monitor import BloodPressureMonitor
+from device_drivers.simulators.glucose_meter import GlucoseMeter
+from device_drivers.simulators.weight_scale import WeightScale
 from gateway.ble.central import Central
 from gateway.ble.session import SessionTimings
 from gateway.ble.simulated import World
@@ -45,6 +48,33 @@ def store() -> FakeStore:
 
 async def enroll(store: Any, address: str, kind: str, name: str = "dev") -> None:
     await store.upsert_device(FakeDeviceRecord(address.upper(), kind, name))
+
+
+@pytest.fixture
+async def monitor(world: World, store: Any) -> BloodPressureMonitor:
+    """A paired blood-pressure monitor, in the registry, holding nothing yet."""
+    bpm = BloodPressureMonitor(address="C0:B9:00:00:00:01", name="cuff", clock=local_clock)
+    world.add(bpm)
+    await enroll(store, bpm.address, "blood_pressure", bpm.name)
+    return bpm
+
+
+@pytest.fixture
+async def scale(world: World, store: Any) -> WeightScale:
+    """A paired weight scale, in the registry, holding nothing yet."""
+    ws = WeightScale(address="C0:5C:00:00:00:01", name="scale", clock=local_clock)
+    world.add(ws)
+    await enroll(store, ws.address, "weight_scale", ws.name)
+    return ws
+
+
+@pytest.fixture
+async def meter(world: World, store: Any) -> GlucoseMeter:
+    """A paired glucose meter, in the registry, holding no records yet."""
+    gm = GlucoseMeter(address="C0:61:00:00:00:01", name="meter", clock=local_clock)
+    world.add(gm)
+    await enroll(store, gm.address, "glucose", gm.name)
+    return gm
 
 
 @pytest.fixture
@@ -86,7 +116,7 @@ async def until(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
             return False
 
     async with asyncio.timeout(within):
-        while not holds():
+        while not holds():  # noqa: ASYNC110 - watching a simulated world from outside it
             await asyncio.sleep(0.005)
 
 

@@ -140,4 +140,5 @@ async def test_just_works_and_comparison() -> None:
     assert agent.displayed == [("C0:11:22:33:44:55", 654321)]
     await call(agent, "Cancel")
     await call(agent, "Release")
-    assert agent.cancelled and agent.released
+    assert agent.cancelled
+    assert agent.released

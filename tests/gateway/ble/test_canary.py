@@ -40,7 +40,8 @@ def test_abstract_members_are_the_ones_we_implement() -> None:
     scanner, client = World().backend()
     assert not inspect.isabstract(scanner)
     assert not inspect.isabstract(client)
-    assert issubclass(client, SimClient) and issubclass(scanner, SimScanner)
+    assert issubclass(client, SimClient)
+    assert issubclass(scanner, SimScanner)
 
 
 def test_signatures_we_rely_on() -> None:
