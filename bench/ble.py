@@ -86,8 +86,8 @@ async def advert_to_commit(state: Path) -> list[float]:
             world.wake(cuff.address)
             await asyncio.wait_for(store.committed.wait(), 10)
             out.append((time.perf_counter() - start) * 1000)
-            while world.peripheral(cuff.address).link is not None:
-                await asyncio.sleep(0.01)  # noqa: ASYNC110 - bench watches from outside
+            while world.peripheral(cuff.address).link is not None:  # noqa: ASYNC110 - bench watches from outside
+                await asyncio.sleep(0.01)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -107,11 +107,11 @@ async def glucose_rate(state: Path) -> float:
     )
     task = asyncio.create_task(central.run())
     try:
-        while not world.peripheral(meter.address).connects:
-            await asyncio.sleep(0.001)  # noqa: ASYNC110 - bench watches from outside
+        while not world.peripheral(meter.address).connects:  # noqa: ASYNC110 - bench watches from outside
+            await asyncio.sleep(0.001)
         start = time.perf_counter()
-        while store.cursors.get(meter.address) != 999:
-            await asyncio.sleep(0.001)  # noqa: ASYNC110 - bench watches from outside
+        while store.cursors.get(meter.address) != 999:  # noqa: ASYNC110 - bench watches from outside
+            await asyncio.sleep(0.001)
         elapsed = time.perf_counter() - start
     finally:
         task.cancel()
