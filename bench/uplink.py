@@ -1,0 +1,186 @@
+"""Bench: drain 100,000 waiting readings to a local mosquitto over mutual TLS, against raw
+paho-mqtt on the same broker in the same run.
+
+Figures (last line, one JSON object):
+- drain_per_s: readings leased, mapped, published, PUBACKed and acked per second;
+- raw_per_message_per_s: raw paho (its own network thread), one QoS 1 message per reading of
+  the gateway's mean bytes per reading, max inflight 20;
+- raw_same_bundles_per_s: raw paho publishing the very payloads the gateway sent (readings/s);
+- commit_to_puback_p50_ms / _p99_ms: a reading committed while the uplink is online and idle
+  -> its PUBACK.
+
+The outbox: `gateway.store` when it is importable and exposes the uplink's Outbox calls,
+else an in-memory outbox with the same contract (named in the output as "store"). The mapper
+is a JSON stand-in of ~300 bytes per reading unless `gateway.fhir` is wired (not yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway import __version__  # noqa: E402
+from gateway.uplink.broker import LocalBroker  # noqa: E402
+from gateway.uplink.config import UplinkSettings  # noqa: E402
+from gateway.uplink.devpki import make_dev_pki  # noqa: E402
+from gateway.uplink.service import Uplink  # noqa: E402
+from tests.fixtures.outbox import Item, MemoryOutbox, json_mapper  # noqa: E402
+
+N_DRAIN = 100_000
+N_RAW_PER_MESSAGE = 20_000  # ~2-3 s at the per-message rate: enough for a stable rate
+N_LATENCY = 300
+RAW_INFLIGHT = 20
+READING_BYTES = 120  # hex-encoded in the JSON stand-in: ~300 bytes per reading in a bundle
+TIMEOUT_S = 600.0
+
+
+def raw_publish(broker: LocalBroker, pki_dir: Path, payloads: list[bytes], ca: Path) -> float:
+    """Seconds for raw paho to publish `payloads` at QoS 1 and receive every PUBACK."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(str(pki_dir / "raw.pem"), str(pki_dir / "raw.key"))
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="raw", protocol=paho.MQTTv5)
+    client.tls_set_context(ctx)
+    client.max_inflight_messages_set(RAW_INFLIGHT)
+    client.max_queued_messages_set(0)
+    done = threading.Event()
+    connected = threading.Event()
+    acked = 0
+
+    def on_publish(*_a: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == len(payloads):
+            done.set()
+
+    client.on_publish = on_publish
+    client.on_connect = lambda *_a: connected.set()
+    client.connect("localhost", broker.tls_port, keepalive=60)
+    client.loop_start()
+    connected.wait(10)
+    start = time.perf_counter()
+    for p in payloads:
+        client.publish("bench/raw/observations", p, qos=1)
+    if not done.wait(TIMEOUT_S):
+        raise RuntimeError("raw publish did not complete")
+    elapsed = time.perf_counter() - start
+    client.disconnect()
+    client.loop_stop()
+    return elapsed
+
+
+async def main() -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="carebox-bench-"))
+    pki = make_dev_pki(tmp / "pki", gateway_id="cbx-bench")
+    pki.client_for("raw")
+    broker = LocalBroker(pki, tmp / "broker")
+    broker.start()
+    try:
+        outbox = MemoryOutbox()
+        store_name = "memory (gateway.store not merged on this branch yet)"
+        outbox.add(
+            *(
+                Item(f"r{i:07d}", (i % 251).to_bytes(1, "big") * READING_BYTES)
+                for i in range(N_DRAIN)
+            )
+        )
+        sent: list[tuple[int, bytes]] = []  # the drain's payloads, for the raw replay
+        recording = True
+
+        def mapper(items: Sequence[Item]) -> bytes:
+            payload = json_mapper(items)
+            if recording:
+                sent.append((len(items), payload))
+            return payload
+
+        committed: dict[str, float] = {}
+        latencies: list[float] = []
+
+        def on_delivered(ids: Sequence[str]) -> None:
+            now = time.perf_counter()
+            latencies.extend(now - committed.pop(i) for i in ids if i in committed)
+
+        settings = UplinkSettings(
+            url=broker.url,
+            ca=pki.ca.cert_path,
+            cert=pki.client.cert_path,
+            key=pki.client.key_path,
+            gateway_id="cbx-bench",
+        )
+        uplink = Uplink(settings, outbox, mapper, version=__version__, on_delivered=on_delivered)
+        start = time.perf_counter()
+        task = asyncio.create_task(uplink.run())
+        async with asyncio.timeout(TIMEOUT_S):
+            while outbox.waiting:  # noqa: ASYNC110 - a bench polls at 1 ms resolution
+                await asyncio.sleep(0.001)
+        drain_s = time.perf_counter() - start
+        recording = False
+        assert len(outbox.acked) == N_DRAIN
+
+        # Latency: one reading at a time, committed while online and idle.
+        await asyncio.sleep(0.2)
+        for i in range(N_LATENCY):
+            item = Item(f"l{i:05d}", b"\x01" * READING_BYTES)
+            committed[item.id] = time.perf_counter()
+            outbox.add(item)
+            uplink.wake()
+            async with asyncio.timeout(10):
+                while item.id in committed:  # noqa: ASYNC110
+                    await asyncio.sleep(0.0005)
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+        drain_readings = sum(n for n, _ in sent)
+        drain_payloads = [p for _, p in sent]
+        bytes_per_reading = round(sum(len(p) for p in drain_payloads) / drain_readings)
+        per_message = [b"x" * bytes_per_reading] * N_RAW_PER_MESSAGE
+        raw_pm_s = await asyncio.to_thread(
+            raw_publish, broker, pki.directory, per_message, pki.ca.cert_path
+        )
+        raw_b_s = await asyncio.to_thread(
+            raw_publish, broker, pki.directory, drain_payloads, pki.ca.cert_path
+        )
+        drain_per_s = N_DRAIN / drain_s
+        raw_per_message_per_s = N_RAW_PER_MESSAGE / raw_pm_s
+        raw_same_bundles_per_s = drain_readings / raw_b_s
+        lat_ms = sorted(x * 1000 for x in latencies)
+        return {
+            "bench": "uplink",
+            "store": store_name,
+            "mapper": "json stand-in (gateway.fhir not wired)",
+            "readings": N_DRAIN,
+            "messages": len(drain_payloads),
+            "bytes_per_reading": bytes_per_reading,
+            "drain_s": round(drain_s, 3),
+            "drain_per_s": round(drain_per_s),
+            "raw_per_message_per_s": round(raw_per_message_per_s),
+            "raw_same_bundles_per_s": round(raw_same_bundles_per_s),
+            "drain_vs_per_message_ratio": round(drain_per_s / raw_per_message_per_s, 2),
+            "drain_vs_same_bundles_ratio": round(drain_per_s / raw_same_bundles_per_s, 2),
+            "commit_to_puback_p50_ms": round(statistics.median(lat_ms), 2),
+            "commit_to_puback_p99_ms": round(lat_ms[int(len(lat_ms) * 0.99) - 1], 2),
+            "latency_samples": len(lat_ms),
+        }
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    result = asyncio.run(main())
+    print(json.dumps(result))

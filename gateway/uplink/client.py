@@ -1,0 +1,510 @@
+"""The one module that owns paho-mqtt: an asyncio facade over one MQTT connection.
+
+How paho meets asyncio (the aiomqtt pattern, no paho thread):
+- `open()` builds a fresh paho `Client` per connection (no paho state survives a disconnect,
+  so paho never resends anything behind the store's back) and runs paho's blocking
+  `connect()` (TCP connect + TLS handshake + CONNECT written) in a worker thread, bounded by
+  `CONNECT_TIMEOUT_S`.
+- Back on the loop, the socket is registered with `loop.add_reader`; paho's
+  `on_socket_register_write`/`unregister_write` callbacks add and remove a writer, so a
+  publish is written when the socket is writable, never with a blocking send; a timer calls
+  `loop_misc()` for keepalive. Everything after the handshake runs on the event loop thread,
+  so callbacks resolve futures directly (no locks, no thread hops per PUBACK).
+- A QoS 1 publish returns a future that completes on that packet's PUBACK (paho's
+  `on_publish`), fails with `PublishRejected` on an MQTT 5 failure reason, and fails with
+  `ConnectionLost` when the connection drops first. Nothing else means delivered.
+- TLS read errors after the handshake (TLS 1.3 sends the client-certificate verdict after the
+  client thinks the handshake is done) are seen by a `SSLSocket` subclass that remembers the
+  last `SSLError`, because paho folds them into "connection lost".
+
+MQTT 5 first; a broker that answers "unsupported protocol version" raises
+`ProtocolUnsupported` and the caller retries with 3.1.1 (`Protocol.V311`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import socket
+import ssl
+from typing import Any, Final
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.uplink.config import UplinkSettings
+from gateway.uplink.errors import (
+    BrokerRejected,
+    ClientCertificateRejected,
+    ClockNotSynchronized,
+    ConnectFailed,
+    ConnectionLost,
+    FailureKind,
+    NetworkUnreachable,
+    NotConnected,
+    NotTls,
+    PublishRejected,
+    ServerCertificateUntrusted,
+    UplinkConfigError,
+)
+
+__all__ = ["MqttConnection", "Protocol", "ProtocolUnsupported", "classify", "tls_context"]
+
+log = logging.getLogger(__name__)
+
+# TCP + TLS handshake, and again CONNECT -> CONNACK: a silent network must not hang a connect;
+# a Pi Zero's TLS handshake over a slow cellular link stays well under it.
+CONNECT_TIMEOUT_S: Final = 15.0
+CLOSE_TIMEOUT_S: Final = 2.0  # time for a DISCONNECT to leave; the socket is closed after it
+MISC_INTERVAL_S: Final = 0.5  # paho's keepalive clock ticks here; fine enough for 1 s keepalives
+
+# OpenSSL verify codes (X509_V_ERR_*) the messages distinguish.
+_NOT_YET_VALID: Final = 9
+_EXPIRED: Final = 10
+_HOSTNAME_MISMATCH: Final = 62
+_IP_MISMATCH: Final = 64
+
+# MQTT 5 CONNACK reason codes that no retry will fix (anything else >= 0x80 is transient).
+_REJECTED_CODES: Final = frozenset({0x82, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x90, 0x99, 0x9A})
+_UNSUPPORTED_PROTOCOL: Final = 0x84
+
+
+class Protocol(enum.Enum):
+    V5 = paho.MQTTv5
+    V311 = paho.MQTTv311
+
+
+class ProtocolUnsupported(ConnectFailed):
+    """The broker does not speak MQTT 5; retry with 3.1.1 at once."""
+
+    kind = FailureKind.TRANSIENT
+    layer = "broker"
+
+
+class _ObservedSSLSocket(ssl.SSLSocket):
+    """Remembers the last SSLError raised by recv/send: paho reports it only as a lost link."""
+
+    last_error: ssl.SSLError | None = None
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        try:
+            return super().recv(buflen, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            self._remember(exc)
+            raise
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        try:
+            return super().send(data, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except OSError as exc:
+            # A broker that refused our certificate sent its alert and closed; the write sees
+            # only the close. The alert, which says why, is still in the receive buffer.
+            self.last_error = exc if isinstance(exc, ssl.SSLError) else None
+            with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+                self.recv(1)
+            raise
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except BaseException:
+            # paho drops a socket whose handshake failed without closing it.
+            self.close()
+            raise
+
+    def _remember(self, exc: ssl.SSLError) -> None:
+        if self.last_error is None or isinstance(self.last_error, ssl.SSLEOFError):
+            self.last_error = exc
+
+
+def tls_context(settings: UplinkSettings) -> ssl.SSLContext:
+    """TLS 1.2+, the broker verified against [upstream] ca with its host name, our certificate
+    presented. There is no switch to turn any of it off. Blocking (reads files)."""
+    settings.check_files()
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca))
+    except ssl.SSLError as exc:
+        raise UplinkConfigError(
+            f"[upstream] ca {str(settings.ca)!r} is not a PEM CA certificate ({exc.reason})"
+        ) from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(settings.cert), str(settings.key))
+    except ssl.SSLError as exc:
+        raise UplinkConfigError(
+            f"[upstream] cert {str(settings.cert)!r} and key {str(settings.key)!r} do not "
+            f"load as a pair ({exc.reason}): check both files"
+        ) from exc
+    ctx.sslsocket_class = _ObservedSSLSocket
+    return ctx
+
+
+def _validity_failure(
+    what: str, problem: str, clock_trusted: bool, fix: str
+) -> ClockNotSynchronized | ConnectFailed:
+    if not clock_trusted:
+        return ClockNotSynchronized(
+            f"clock not synchronized: the {what} looks {problem} to this box; "
+            "waiting for NTP (check the network time service)"
+        )
+    return ClientCertificateRejected(f"{what} {problem}: {fix}")
+
+
+def classify(exc: BaseException, settings: UplinkSettings, *, clock_trusted: bool) -> ConnectFailed:
+    """A failed connect as one of our errors, each with a message naming what to do."""
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, ConnectFailed):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        if code in (_HOSTNAME_MISMATCH, _IP_MISMATCH):
+            return ServerCertificateUntrusted(
+                f"server certificate at {where} is not for {settings.host!r}: "
+                "check the host name in [upstream] url"
+            )
+        if code in (_EXPIRED, _NOT_YET_VALID):
+            problem = "expired" if code == _EXPIRED else "not yet valid"
+            failure = _validity_failure(
+                "broker's certificate",
+                problem,
+                clock_trusted,
+                "the broker's operator must renew it",
+            )
+            if isinstance(failure, ClockNotSynchronized):
+                return failure
+            return ServerCertificateUntrusted(str(failure))
+        return ServerCertificateUntrusted(
+            f"server certificate at {where} not trusted by {str(settings.ca)!r} "
+            f"({exc.verify_message}): check [upstream] ca"
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper()
+        if "CERTIFICATE_EXPIRED" in reason:
+            return _validity_failure(
+                f"client certificate {str(settings.cert)!r}",
+                "expired (the broker refused it)",
+                clock_trusted,
+                "re-enroll this box (carebox provision enroll)",
+            )
+        if any(
+            r in reason
+            for r in (
+                "UNKNOWN_CA",
+                "BAD_CERTIFICATE",
+                "CERTIFICATE_REQUIRED",
+                "CERTIFICATE_UNKNOWN",
+                "CERTIFICATE_REVOKED",
+                "UNSUPPORTED_CERTIFICATE",
+                "ACCESS_DENIED",
+                "DECRYPT_ERROR",
+            )
+        ):
+            if not clock_trusted:
+                return ClockNotSynchronized(
+                    "clock not synchronized: the broker refused our certificate and this "
+                    "box's clock is not trusted; waiting for NTP"
+                )
+            return ClientCertificateRejected(
+                f"broker at {where} rejected the client certificate {str(settings.cert)!r} "
+                f"({exc.reason}): check [upstream] cert and key, or re-enroll"
+            )
+        if any(r in reason for r in ("WRONG_VERSION_NUMBER", "RECORD_LAYER", "UNEXPECTED_EOF")) or (
+            isinstance(exc, ssl.SSLEOFError)
+        ):
+            return NotTls(
+                f"{where} does not speak TLS (a plaintext MQTT port?): check the port in "
+                "[upstream] url (usually 8883)"
+            )
+        return NotTls(f"TLS with {where} failed ({exc.reason or exc}): check [upstream] url")
+    if isinstance(exc, socket.gaierror):
+        return NetworkUnreachable(
+            f"cannot resolve {settings.host!r} ({exc.strerror}): check DNS and [upstream] url"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return NetworkUnreachable(f"broker {where} refused the connection (down?); retrying")
+    if isinstance(exc, TimeoutError):
+        return NetworkUnreachable(f"no answer from {where} (network down?); retrying")
+    if isinstance(exc, OSError):
+        return NetworkUnreachable(f"cannot reach {where} ({exc.strerror or exc}); retrying")
+    return NetworkUnreachable(f"cannot connect to {where} ({exc!r}); retrying")
+
+
+def _connack_failure(reason: ReasonCode, protocol: Protocol, where: str) -> ConnectFailed:
+    value = reason.value
+    if protocol is Protocol.V5 and value in (_UNSUPPORTED_PROTOCOL, 1):
+        return ProtocolUnsupported(f"broker {where} does not speak MQTT 5")
+    if protocol is Protocol.V311:
+        # 3.1.1 return codes: 1 protocol, 2 identifier, 4 credentials, 5 not authorized.
+        if value in (0x84, 0x85, 0x86, 0x87, 1, 2, 4, 5):
+            return BrokerRejected(
+                f"broker {where} refused this box ({reason}): check the broker's ACL for "
+                "this gateway's certificate"
+            )
+        return NetworkUnreachable(f"broker {where} unavailable ({reason}); retrying")
+    if value in _REJECTED_CODES:
+        return BrokerRejected(
+            f"broker {where} refused this box ({reason}): check the broker's ACL for this "
+            "gateway's certificate"
+        )
+    return NetworkUnreachable(f"broker {where} unavailable ({reason}); retrying")
+
+
+class MqttConnection:
+    """One live MQTT connection. Dead once `closed` is done; make a new one to reconnect."""
+
+    def __init__(self, settings: UplinkSettings, protocol: Protocol, client: paho.Client) -> None:
+        self.settings = settings
+        self.protocol = protocol
+        self._client = client
+        self._loop = asyncio.get_running_loop()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._fd = -1
+        self._sock: socket.socket | None = None
+        self._misc: asyncio.TimerHandle | None = None
+        self._connack: asyncio.Future[None] = self._loop.create_future()
+        self.closed: asyncio.Future[ConnectionLost] = self._loop.create_future()
+        """Resolves (with the reason, not raised) when the connection is gone."""
+
+    @classmethod
+    async def open(
+        cls,
+        settings: UplinkSettings,
+        *,
+        protocol: Protocol = Protocol.V5,
+        will: tuple[str, bytes] | None = None,
+        clock_trusted: bool = True,
+        max_inflight: int = 20,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> MqttConnection:
+        """Connect and wait for a successful CONNACK; `ConnectFailed` (classified) if not."""
+        ctx = await asyncio.to_thread(tls_context, settings)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.gateway_id,
+            protocol=protocol.value,
+            clean_session=True if protocol is Protocol.V311 else None,
+            reconnect_on_failure=False,
+        )
+        client.tls_set_context(ctx)
+        client.connect_timeout = connect_timeout_s
+        # paho queues beyond this itself; ours stays below it (+ status and events).
+        client.max_inflight_messages_set(max_inflight + 4)
+        client.max_queued_messages_set(0)
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        conn = cls(settings, protocol, client)
+        client.on_connect = conn._on_connect
+        client.on_disconnect = conn._on_disconnect
+        client.on_publish = conn._on_publish
+        # Runs in the connect thread; only records the socket, read back after the join.
+        client.on_socket_open = conn._on_socket_open
+        # 3.1.1 says clean session in the constructor; paho refuses clean_start for it.
+        clean_start = True if protocol is Protocol.V5 else paho.MQTT_CLEAN_START_FIRST_ONLY
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(
+                    client.connect,
+                    settings.host,
+                    settings.port,
+                    keepalive=settings.keepalive_s,
+                    clean_start=clean_start,
+                ),
+                connect_timeout_s + 1,
+            )
+        except (OSError, TimeoutError, ValueError) as exc:
+            observed = conn._sock.last_error if isinstance(conn._sock, _ObservedSSLSocket) else None
+            sock = client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            if observed is not None:
+                raise classify(observed, settings, clock_trusted=clock_trusted) from exc
+            if isinstance(exc, ConnectionResetError | ssl.SSLEOFError | ssl.SSLZeroReturnError):
+                # TCP was accepted, then the TLS handshake was cut: not a TLS listener.
+                raise NotTls(
+                    f"{settings.host}:{settings.port} closed the TLS handshake (a plaintext "
+                    "MQTT port?): check the port in [upstream] url (usually 8883)"
+                ) from exc
+            raise classify(exc, settings, clock_trusted=clock_trusted) from exc
+        conn._attach()
+        closed = conn.closed
+        try:
+            async with asyncio.timeout(connect_timeout_s):
+                waits: set[asyncio.Future[Any]] = {conn._connack, closed}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError as exc:
+            conn._abort()
+            raise NetworkUnreachable(
+                f"no CONNACK from {settings.host}:{settings.port} within "
+                f"{connect_timeout_s:.0f} s; retrying"
+            ) from exc
+        if conn._connack.done() and conn._connack.exception() is None and not closed.done():
+            return conn
+        conn._abort()
+        if conn._connack.done() and (failure := conn._connack.exception()) is not None:
+            raise failure
+        tls_error = conn._sock.last_error if isinstance(conn._sock, _ObservedSSLSocket) else None
+        if tls_error is not None:
+            raise classify(tls_error, settings, clock_trusted=clock_trusted) from tls_error
+        if protocol is Protocol.V5:
+            raise ProtocolUnsupported(
+                f"broker {settings.host}:{settings.port} closed an MQTT 5 CONNECT unanswered"
+            )
+        raise NetworkUnreachable(
+            f"broker {settings.host}:{settings.port} closed the connection before CONNACK; retrying"
+        )
+
+    # --- wiring paho's socket to the loop -----------------------------------------------------
+
+    def _attach(self) -> None:
+        sock = self._client.socket()
+        if sock is None:
+            self._fail(ConnectionLost("connection closed during CONNECT"))
+            return
+        assert isinstance(sock, socket.socket)
+        self._fd = sock.fileno()
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_register_write
+        self._client.on_socket_unregister_write = self._on_unregister_write
+        self._loop.add_reader(self._fd, self._on_readable)
+        if self._client.want_write():
+            self._client.loop_write()
+        self._misc = self._loop.call_later(MISC_INTERVAL_S, self._on_misc)
+        # The CONNACK may already sit decrypted in the SSL buffer.
+        self._on_readable()
+
+    def _on_socket_open(self, _c: paho.Client, _u: object, sock: object) -> None:
+        if isinstance(sock, socket.socket):
+            self._sock = sock
+
+    def _on_readable(self) -> None:
+        self._client.loop_read()
+        # Decrypted bytes left in the SSL object do not make the fd readable again.
+        while (
+            self._client.socket() is not None
+            and isinstance(self._sock, ssl.SSLSocket)
+            and self._sock.pending()
+        ):
+            self._client.loop_read()
+
+    def _on_writable(self) -> None:
+        self._client.loop_write()
+
+    def _on_register_write(self, _c: paho.Client, _u: object, _s: object) -> None:
+        if self._fd >= 0:
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_unregister_write(self, _c: paho.Client, _u: object, _s: object) -> None:
+        if self._fd >= 0:
+            self._loop.remove_writer(self._fd)
+
+    def _on_socket_close(self, _c: paho.Client, _u: object, _s: object) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+            self._fd = -1
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+
+    def _on_misc(self) -> None:
+        self._client.loop_misc()
+        if not self.closed.done():
+            self._misc = self._loop.call_later(MISC_INTERVAL_S, self._on_misc)
+
+    # --- paho callbacks (event loop thread) ---------------------------------------------------
+
+    def _on_connect(
+        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        if self._connack.done():
+            return
+        if reason.is_failure:
+            where = f"{self.settings.host}:{self.settings.port}"
+            self._connack.set_exception(_connack_failure(reason, self.protocol, where))
+        else:
+            self._connack.set_result(None)
+
+    def _on_disconnect(
+        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        self._fail(ConnectionLost(f"connection to the broker lost ({reason})"))
+
+    def _on_publish(
+        self, _c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object
+    ) -> None:
+        fut = self._pending.pop(mid, None)
+        if fut is None or fut.done():
+            return
+        if reason.is_failure:
+            fut.set_exception(PublishRejected(f"broker refused the publish ({reason})"))
+        else:
+            fut.set_result(None)
+
+    def _fail(self, error: ConnectionLost) -> None:
+        self._detach()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        if not self.closed.done():
+            self.closed.set_result(error)
+
+    def _abort(self) -> None:
+        """Drop the connection without a DISCONNECT (so the broker sends the will)."""
+        self._detach()
+        sock = self._client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._fail(ConnectionLost("connection aborted"))
+
+    # --- public -------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed.done()
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> asyncio.Future[None]:
+        """Send a QoS 1 PUBLISH; the future completes on its PUBACK."""
+        if self.closed.done():
+            raise NotConnected("not connected to the broker")
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise NotConnected(f"publish not accepted by paho ({paho.error_string(info.rc)})")
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._pending[info.mid] = fut
+        return fut
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def close(self, final: tuple[str, bytes] | None = None) -> None:
+        """Optionally publish `final` (retained), then DISCONNECT; the broker drops the will."""
+        if self.closed.done():
+            return
+        if final is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self.publish(final[0], final[1], retain=True)
+        if self.closed.done():
+            return
+        self._client.disconnect()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.shield(self.closed)
+        if not self.closed.done():
+            self._abort()

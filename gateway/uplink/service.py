@@ -1,0 +1,429 @@
+"""`Uplink`: drains the store's outbox to the broker, reconnecting forever.
+
+One connection at a time; per connection a session:
+1. publish the retained `status` (online); its PUBACK proves the link and resets the backoff;
+2. publish the store's events not yet published (`events` topic);
+3. drain: lease up to `max_readings`, map them to one payload (split in halves until each is
+   at most `max_bytes`), publish QoS 1, and keep up to `max_inflight` messages in flight.
+   A message's readings are acked in the store only on that message's PUBACK (acks are
+   coalesced by one acker task, so a fast link costs few store round trips).
+4. when the queue is empty: publish status, wait for `wake()` (the orchestrator calls it
+   after each commit) or `IDLE_RECHECK_S`.
+
+In-flight at a disconnect: every future fails with `ConnectionLost` and its readings are
+released at once (not left to lease expiry), so the next session leases them again, oldest
+first, with the same identifiers. A crash instead leaves them leased until the store's lease
+expires (`LEASE_S`), then they come back the same way.
+
+A reading the mapper cannot map (say it needs a trusted clock) is left leased: it returns
+after `LEASE_S` and is tried again, so it neither blocks the queue nor spins.
+
+Between attempts: `Backoff` per failure class. While the last failure was the network, a TCP
+probe every `PROBE_INTERVAL_S` notices the broker becoming reachable again and retries at
+once ("promptly when the network returns"); `wake()` also cuts a wait short (the
+orchestrator calls it when the clock becomes trusted or the network changes). A refusal
+(certificate, ACL, clock) is recorded as a store event once per distinct error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Generic, TypeVar
+
+from gateway.uplink.backoff import Backoff
+from gateway.uplink.client import (
+    CONNECT_TIMEOUT_S,
+    MqttConnection,
+    Protocol,
+    ProtocolUnsupported,
+)
+from gateway.uplink.config import UplinkSettings
+from gateway.uplink.errors import (
+    ConnectFailed,
+    ConnectionLost,
+    FailureKind,
+    NetworkUnreachable,
+    NotConnected,
+    PublishRejected,
+    UplinkConfigError,
+)
+from gateway.uplink.outbox import Identified, Outbox
+
+__all__ = ["EventKind", "Uplink", "UplinkState"]
+
+log = logging.getLogger(__name__)
+
+LEASE_S: Final = 300.0  # > the longest a message can stay in flight (keepalive x 2 + connect)
+IDLE_RECHECK_S: Final = 30.0  # safety net if a wake() is missed; an idle box wakes rarely
+PROBE_INTERVAL_S: Final = 2.0  # cost: one TCP SYN per interval while the broker is unreachable
+PROBE_TIMEOUT_S: Final = 2.0
+STATUS_INTERVAL_S: Final = 10.0  # while draining a backlog, status at most this often
+EVENTS_BATCH: Final = 100
+MAX_READINGS: Final = 100  # PERFORMANCE.md: 100 readings per message is where batching pays
+MAX_BYTES: Final = 128 * 1024  # fits AWS IoT Core's 128 KB message limit
+MAX_INFLIGHT: Final = 20  # tens, not thousands: paho rescans its list on every PUBACK
+
+
+class EventKind:
+    """Kinds of events the uplink records in the store."""
+
+    REFUSED = "uplink.refused"  # TLS, certificate, ACL: someone must act
+    CLOCK = "clock.not_synchronized"  # a TLS validity failure while the clock is untrusted
+    HELD = "uplink.mapping_failed"  # a reading that could not be mapped, held back
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkState:
+    """For `carebox status`: no health values."""
+
+    connected: bool
+    protocol: str | None
+    last_sync: datetime | None
+    last_error: str | None
+    error_layer: str | None
+    in_flight: int
+
+
+T = TypeVar("T", bound=Identified)
+
+
+class Uplink(Generic[T]):
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        outbox: Outbox[T],
+        mapper: Callable[[Sequence[T]], bytes],
+        *,
+        version: str,
+        clock_trusted: Callable[[], bool] = lambda: True,
+        max_readings: int = MAX_READINGS,
+        max_bytes: int = MAX_BYTES,
+        max_inflight: int = MAX_INFLIGHT,
+        backoff: Backoff | None = None,
+        events_cursor: Path | None = None,
+        on_delivered: Callable[[Sequence[str]], None] | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self._outbox = outbox
+        self._mapper = mapper
+        self._version = version
+        self._clock_trusted = clock_trusted
+        self._max_readings = max_readings
+        self._max_bytes = max_bytes
+        self._max_inflight = max_inflight
+        self._backoff = backoff or Backoff()
+        self._cursor_path = events_cursor
+        self._on_delivered = on_delivered
+        self._connect_timeout_s = connect_timeout_s
+        self._protocol = Protocol.V5
+        self._wake = asyncio.Event()
+        self._conn: MqttConnection | None = None
+        self._in_flight: set[str] = set()
+        self._to_ack: list[str] = []
+        self._to_release: list[str] = []
+        self._store_work = asyncio.Event()
+        self._held: set[str] = set()
+        self._last_sync: datetime | None = None
+        self._last_error: ConnectFailed | None = None
+        self._recorded_error: str | None = None
+        self._events_after = 0
+        self.messages_published = 0
+
+    # --- public -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New readings committed, or the network or clock changed: look again now."""
+        self._wake.set()
+
+    @property
+    def state(self) -> UplinkState:
+        conn = self._conn
+        err = self._last_error
+        return UplinkState(
+            connected=conn is not None and conn.is_open,
+            protocol=None if conn is None else ("5" if conn.protocol is Protocol.V5 else "3.1.1"),
+            last_sync=self._last_sync,
+            last_error=None if err is None else str(err),
+            error_layer=None if err is None else err.layer,
+            in_flight=len(self._in_flight),
+        )
+
+    async def run(self) -> None:
+        """Forever (until cancelled): connect, drain, reconnect. Configuration errors raise."""
+        if self._cursor_path is not None:
+            self._events_after = await asyncio.to_thread(self._load_cursor)
+        writer = asyncio.create_task(self._store_writer(), name="carebox.uplink.acks")
+        try:
+            await self._connect_loop()
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await self._flush_store()
+
+    # --- connection loop ----------------------------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        while True:
+            will = (self.settings.topic("status"), self._status_json("offline", None, None))
+            try:
+                conn = await MqttConnection.open(
+                    self.settings,
+                    protocol=self._protocol,
+                    will=will,
+                    clock_trusted=self._clock_trusted(),
+                    max_inflight=self._max_inflight,
+                    connect_timeout_s=self._connect_timeout_s,
+                )
+            except UplinkConfigError:
+                raise
+            except ProtocolUnsupported:
+                log.info("broker does not speak MQTT 5; using 3.1.1")
+                self._protocol = Protocol.V311
+                continue
+            except ConnectFailed as exc:
+                await self._failed(exc)
+                continue
+            self._conn = conn
+            try:
+                await self._session(conn)
+            except (ConnectionLost, NotConnected) as exc:
+                log.warning("uplink: %s", exc)
+            except PublishRejected as exc:
+                log.warning("uplink: %s", exc)
+                await self._failed(ConnectFailed(str(exc)), reconnecting=False)
+            finally:
+                await self._end_session(conn)
+
+    async def _failed(self, exc: ConnectFailed, *, reconnecting: bool = True) -> None:
+        self._last_error = exc
+        delay = self._backoff.next_delay(exc.kind)
+        log.warning("uplink: %s (next attempt in %.1f s)", exc, delay)
+        if exc.kind is FailureKind.REJECTED and str(exc) != self._recorded_error:
+            self._recorded_error = str(exc)
+            kind = EventKind.CLOCK if exc.layer == "clock" else EventKind.REFUSED
+            await self._outbox.record_event(kind, layer=exc.layer, error=str(exc))
+        await self._pause(delay, probe=isinstance(exc, NetworkUnreachable) and reconnecting)
+
+    async def _pause(self, delay: float, *, probe: bool) -> None:
+        """Wait `delay`, cut short by wake() or, when probing, by the broker's port starting
+        to accept TCP after being unreachable."""
+        self._wake.clear()
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            step = min(left, PROBE_INTERVAL_S) if probe else left
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(step):
+                    await self._wake.wait()
+                    return
+            if probe and await self._reachable():
+                return
+
+    async def _reachable(self) -> bool:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                _, writer = await asyncio.open_connection(self.settings.host, self.settings.port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def _end_session(self, conn: MqttConnection) -> None:
+        await asyncio.sleep(0)  # let the failed futures' callbacks queue their releases
+        if conn.is_open:
+            stats = await self._stats()
+            await conn.close(
+                final=(self.settings.topic("status"), self._status_json("offline", *stats))
+            )
+        await asyncio.sleep(0)
+        self._conn = None
+        await self._flush_store()
+
+    # --- one session --------------------------------------------------------------------------
+
+    async def _session(self, conn: MqttConnection) -> None:
+        await self._publish_status(conn, "online")
+        self._backoff.reset()
+        self._last_error = None
+        self._recorded_error = None
+        self._last_sync = datetime.now(UTC)
+        await self._publish_events(conn)
+        await self._drain(conn)
+
+    async def _drain(self, conn: MqttConnection) -> None:
+        window = asyncio.Semaphore(self._max_inflight)
+        last_status = time.monotonic()
+        topic = self.settings.topic("observations")
+        while True:
+            await self._until(conn, window.acquire())
+            self._wake.clear()
+            leased = await self._outbox.lease(self._max_readings, lease_s=LEASE_S)
+            fresh = [r for r in leased if r.id not in self._in_flight]
+            if not fresh:
+                window.release()
+                if not self._in_flight:
+                    await self._publish_status(conn, "online")
+                    await self._publish_events(conn)
+                    last_status = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_RECHECK_S):
+                        await self._until(conn, self._wake.wait())
+                continue
+            first = True
+            for ids, payload in self._map(fresh):
+                if not first:
+                    await self._until(conn, window.acquire())
+                first = False
+                fut = conn.publish(topic, payload)
+                self.messages_published += 1
+                self._in_flight.update(ids)
+                fut.add_done_callback(functools.partial(self._on_done, ids=ids, window=window))
+            if first:  # everything was held back
+                window.release()
+            if time.monotonic() - last_status > STATUS_INTERVAL_S:
+                last_status = time.monotonic()
+                stats = await self._stats()
+                conn.publish(
+                    self.settings.topic("status"),
+                    self._status_json("online", *stats),
+                    retain=True,
+                )
+
+    async def _until(self, conn: MqttConnection, aw: Any) -> None:
+        """Await `aw`, or raise ConnectionLost if the connection goes first."""
+        task = asyncio.ensure_future(aw)
+        if not task.done():
+            await asyncio.wait({task, conn.closed}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            raise conn.closed.result()
+        task.result()
+        if conn.closed.done():
+            raise conn.closed.result()
+
+    def _on_done(
+        self, fut: asyncio.Future[None], ids: list[str], window: asyncio.Semaphore
+    ) -> None:
+        window.release()
+        self._in_flight.difference_update(ids)
+        if fut.cancelled() or fut.exception() is not None:
+            self._to_release.extend(ids)
+        else:
+            self._to_ack.extend(ids)
+            self._last_sync = datetime.now(UTC)
+            if self._on_delivered is not None:
+                self._on_delivered(ids)
+        self._store_work.set()
+
+    def _map(self, items: Sequence[T]) -> list[tuple[list[str], bytes]]:
+        """Payloads of at most `max_bytes` (a single reading may exceed it: sent alone)."""
+        try:
+            payload = self._mapper(items)
+        except Exception as exc:
+            if len(items) == 1:
+                self._hold(items[0].id, exc)
+                return []
+            payload = None
+        if payload is not None and (len(payload) <= self._max_bytes or len(items) == 1):
+            return [([i.id for i in items], payload)]
+        half = len(items) // 2
+        return self._map(items[:half]) + self._map(items[half:])
+
+    def _hold(self, reading_id: str, exc: Exception) -> None:
+        if reading_id in self._held:
+            return
+        self._held.add(reading_id)
+        log.warning("uplink: reading %s held back: %s", reading_id, type(exc).__name__)
+        task = asyncio.get_running_loop().create_task(
+            self._outbox.record_event(EventKind.HELD, reading=reading_id, error=type(exc).__name__)
+        )
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- store writes (one task: acks coalesce under load) ------------------------------------
+
+    async def _store_writer(self) -> None:
+        while True:
+            await self._store_work.wait()
+            self._store_work.clear()
+            await self._flush_store()
+
+    async def _flush_store(self) -> None:
+        while self._to_ack or self._to_release:
+            acks, self._to_ack = self._to_ack, []
+            releases, self._to_release = self._to_release, []
+            if acks:
+                await self._outbox.ack(acks)
+            if releases:
+                await self._outbox.release(releases)
+
+    # --- status and events --------------------------------------------------------------------
+
+    async def _stats(self) -> tuple[int | None, float | None]:
+        stats = await self._outbox.stats()
+        oldest = stats.oldest_waiting
+        age = None if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        return stats.queue_depth, age
+
+    def _status_json(self, state: str, depth: int | None, age: float | None) -> bytes:
+        body = {
+            "state": state,
+            "queue_depth": depth,
+            "oldest_waiting_s": None if age is None else round(age, 1),
+            "version": self._version,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    async def _publish_status(self, conn: MqttConnection, state: str) -> None:
+        stats = await self._stats()
+        fut = conn.publish(
+            self.settings.topic("status"), self._status_json(state, *stats), retain=True
+        )
+        await self._until(conn, fut)
+
+    async def _publish_events(self, conn: MqttConnection) -> None:
+        while True:
+            events = await self._outbox.events(after=self._events_after, limit=EVENTS_BATCH)
+            if not events:
+                return
+            futures = []
+            for ev in events:
+                body = {
+                    "id": ev.id,
+                    "at": ev.at.isoformat(),
+                    "kind": ev.kind,
+                    "detail": dict(ev.detail),
+                }
+                payload = json.dumps(body, separators=(",", ":"), default=str).encode()
+                futures.append(conn.publish(self.settings.topic("events"), payload))
+            await self._until(conn, asyncio.gather(*futures))
+            self._events_after = max(ev.id for ev in events)
+            if self._cursor_path is not None:
+                await asyncio.to_thread(self._save_cursor, self._events_after)
+
+    def _load_cursor(self) -> int:
+        assert self._cursor_path is not None
+        try:
+            return int(self._cursor_path.read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError:
+            return 0  # a torn write: republishing events is harmless (they carry their ids)
+
+    def _save_cursor(self, value: int) -> None:
+        assert self._cursor_path is not None
+        tmp = self._cursor_path.with_suffix(".tmp")
+        tmp.write_text(str(value))
+        tmp.chmod(0o600)
+        tmp.replace(self._cursor_path)

@@ -1,0 +1,90 @@
+"""Glucose meter sessions: RACP ">= cursor + 1", context joined, batches with their cursor,
+resume after disconnects, no records found, corrupt packets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from device_drivers.glucose import GlucoseMeasurement, GlucoseMeasurementContext
+from device_drivers.simulators.glucose_meter import GlucoseMeter
+from gateway.ble.simulated import World
+from tests.gateway.ble.conftest import enroll, local_clock, until
+
+
+def meter_with(world: World, n: int, **radio: Any) -> GlucoseMeter:
+    meter = GlucoseMeter(address="C0:11:22:33:44:55", name="meter", clock=local_clock)
+    for i in range(n):
+        meter.measure(Decimal("0.000" + str(50 + i % 50)))
+    world.add(meter, **radio)
+    return meter
+
+
+async def test_500_records_across_three_disconnects(
+    world: World, store: Any, run_central: Any
+) -> None:
+    meter = meter_with(world, 500, disconnect_after=150)
+    await enroll(store, meter.address, "glucose")
+    async with run_central() as central:
+        await until(lambda: store.cursors.get(meter.address) == 499, within=30)
+        await until(lambda: central.devices[meter.address].sessions >= 1)
+    seqs = [r.sequence_number() for r in store.readings]
+    assert seqs == list(range(500))
+    assert world.peripheral(meter.address).connects == 4  # three forced disconnects
+
+
+async def test_context_is_joined_and_second_session_finds_nothing(
+    world: World, store: Any, run_central: Any
+) -> None:
+    meter = GlucoseMeter(address="C0:11:22:33:44:56", name="meter", clock=local_clock)
+    meter.measure(
+        Decimal("0.00085"), context=GlucoseMeasurementContext(0, hba1c_pct=Decimal("6.1"))
+    )
+    meter.measure(Decimal("0.00090"))
+    world.add(meter)
+    await enroll(store, meter.address, "glucose")
+    async with run_central() as central:
+        await until(lambda: central.devices[meter.address].sessions == 1)
+        meter.measure(Decimal("0.00100"))
+        world.wake(meter.address)
+        await until(lambda: central.devices[meter.address].sessions == 2)
+    assert [r.sequence_number() for r in store.readings] == [0, 1, 2]
+    first = store.readings[0]
+    assert first.context is not None
+    assert GlucoseMeasurementContext.from_bytes(first.context).sequence_number == 0
+    assert store.readings[1].context is None
+    assert store.cursors[meter.address] == 2
+    assert isinstance(first.measurement(), GlucoseMeasurement)
+
+
+async def test_corrupt_record_becomes_an_event_and_the_rest_flows(
+    world: World, store: Any, run_central: Any
+) -> None:
+    meter = GlucoseMeter(
+        address="C0:11:22:33:44:57", name="meter", clock=local_clock, corrupt_every=3
+    )
+    for _ in range(7):  # the 3rd and 6th values sent go out truncated
+        meter.measure(Decimal("0.00070"))
+    world.add(meter)
+    await enroll(store, meter.address, "glucose")
+    async with run_central() as central:
+        await until(lambda: central.devices[meter.address].sessions == 1)
+    bad = store.events_of("malformed_value")
+    assert len(bad) == 2
+    assert bad[0]["characteristic"] == "2A18"
+    assert bad[0]["hex"] == meter.records[2].measurement[:1].hex()
+    assert [r.sequence_number() for r in store.readings] == [0, 1, 3, 4, 6]
+    assert store.cursors[meter.address] == 6
+
+
+async def test_no_records_found_is_a_clean_session(
+    world: World, store: Any, run_central: Any
+) -> None:
+    meter = meter_with(world, 3)
+    await enroll(store, meter.address, "glucose")
+    store.cursors[meter.address] = 2  # everything already fetched by an earlier run
+    async with run_central() as central:
+        await until(lambda: central.devices[meter.address].sessions == 1)
+    assert store.readings == []
+    assert store.cursors[meter.address] == 2
+    assert not meter.procedure_running
