@@ -24,8 +24,9 @@ Rules the world enforces like BlueZ does (so the central is held to them):
 - with `strict_radio` (default), a connect while a scanner runs or another connect is pending
   fails with `org.bluez.Error.InProgress`, as on a Pi's combo chip;
 - a device advertises only in bursts: `wake()` (a new measurement, or switched on) opens one
-  for `burst_s`; a link the central closes ends the burst (the device goes back to sleep);
-  a link lost on the device's side re-opens one, so the central can resume.
+  for `burst_s`; a link the central closes ends the burst (the device goes back to sleep)
+  unless the device measured again during the link; a link lost on the device's side re-opens
+  one, so the central can resume.
 Idle costs nothing: a sleeping peripheral waits on an event, never polls.
 """
 
@@ -117,6 +118,7 @@ class Peripheral:
     mtu: int = 185
     link: Link | None = None
     burst_until: float = 0.0
+    woken_while_linked: bool = False  # measured during a link: advertise again after it
     connects: int = 0
     connect_attempts: int = 0
     connect_failures: deque[BaseException] = field(default_factory=deque)
@@ -213,6 +215,7 @@ class World:
         """The device has something new (or was switched on): advertise for `burst_s`."""
         p = self.peripheral(address)
         p.burst_until = self.monotonic() + self.burst_s
+        p.woken_while_linked = p.link is not None
         p._wake.set()
 
     def inject_connect_failure(self, address: str, *failures: BaseException) -> None:
@@ -299,7 +302,7 @@ class World:
         if p.link is link:
             p.link = None
         p.device.disconnected()
-        if by_device:
+        if by_device or p.woken_while_linked:
             if p.device.advertising():
                 self.wake(p.address)
         else:
