@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from device_drivers.errors import CareboxError
 
@@ -59,6 +60,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("hex", metavar="HEX", help="the value's bytes in hex")
     p.set_defaults(func=_cmd_decode)
 
+    p = sub.add_parser("run", help="run the service (systemd runs this)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("status", help="queue, last sync, devices; no health values")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_cmd_status)
+
     p = sub.add_parser("demo", help="run the whole pipeline on this machine")
     p.add_argument("--duration", type=float, default=None, metavar="S")
     p.set_defaults(func=_cmd_demo)
@@ -69,6 +79,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     return run_demo(duration=args.duration)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.config import load_config
+    from gateway.logs import configure_logging
+    from gateway.service import serve
+
+    config = load_config(args.config)
+    configure_logging()
+    return asyncio.run(serve(config))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.status import gather, render
+
+    doc = gather(load_config(args.config))
+    print(json.dumps(doc, indent=None if args.json else 2) if args.json else render(doc))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -159,7 +159,7 @@ class Central:
         """Recorded once, by address (its name says nothing trustworthy), and never connected."""
         log.info("unknown device %s advertises a health service; not connecting", address)
         await self.store.record_event(
-            "stranger_device", address=address, services=sorted(adv.service_uuids)
+            "stranger_device", address=address, services=" ".join(sorted(adv.service_uuids))
         )
 
     async def _escalated_scanner(self, what: str, exc: BaseException) -> None:

@@ -74,6 +74,9 @@ class LocalBroker:
     tls_port: int = field(default_factory=free_port)
     plain_port: int | None = None
     server: Issued | None = None  # another broker certificate (tests: one for the wrong host)
+    # Persistent sessions survive a graceful restart (the demo's outage: its witness must not
+    # miss what the gateway delivers while the witness itself reconnects).
+    persistence: bool = False
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -101,7 +104,11 @@ class LocalBroker:
         lines = [
             f"user {user}",
             "per_listener_settings false",
-            "persistence false",
+            *(
+                ["persistence true", f"persistence_location {self.directory}/"]
+                if self.persistence
+                else ["persistence false"]
+            ),
             "log_dest stderr",
             "log_type error",
             "log_type warning",

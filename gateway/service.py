@@ -1,0 +1,354 @@
+"""The orchestrator: `carebox run` (and the demo) as one `asyncio.TaskGroup`.
+
+    config ─► Store ─► Central (BLE sessions commit readings) ─► wake ─► Uplink (FHIR over MQTT)
+
+Each part runs under `_supervise`: a part that fails is logged, recorded as an event and
+restarted with backoff instead of taking the service down; a configuration error (a part
+that can never work as configured) stops the service with one line. SIGTERM stops taking
+readings first, gives the uplink `FLUSH_S` to deliver what waits, then closes the store, all
+within systemd's default 10 s stop budget.
+
+`carebox status` runs in another process: it reads the store read-only and the small runtime
+file written here (`status.json` in the runtime directory: upstream state, clock trust),
+which lives on tmpfs under systemd (`$RUNTIME_DIRECTORY`) so the SD card sees no status writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from gateway import __version__
+from gateway.clock import ClockTrust
+from gateway.config import Config, check_state_dir
+from gateway.errors import ConfigError, GatewayError
+from gateway.fhir import (
+    DeviceInfo,
+    FhirContext,
+    GatewayInfo,
+    MappingError,
+    build_bundle,
+    bundle_to_json,
+    needs_trusted_clock,
+)
+from gateway.store import Store, StoredReading
+from gateway.systemd import Notifier, Watchdog
+
+log = logging.getLogger("carebox.service")
+
+FLUSH_S: Final = 6.0  # part of systemd's 10 s TimeoutStopSec left for delivery at SIGTERM
+CLOSE_S: Final = 2.0  # closing the store: one checkpoint of the WAL
+RESTART_MIN_S: Final = 1.0  # a failed part restarts after this, doubling...
+RESTART_MAX_S: Final = 60.0  # ...up to this: a broken adapter must not spin the CPU
+HEALTHY_AFTER_S: Final = 120.0  # a part that ran this long resets its restart backoff
+STATUS_WRITE_S: Final = 5.0  # runtime status refresh (tmpfs; `carebox status` reads it)
+HEARTBEAT_S: Final = 30.0  # each loop beats at least this often; the watchdog waits 3x
+
+
+def _fatal_errors() -> tuple[type[BaseException], ...]:
+    from gateway.ble import BackendLoadError
+    from gateway.uplink import UplinkConfigError
+
+    return (ConfigError, UplinkConfigError, BackendLoadError)
+
+
+_FATAL: Final = _fatal_errors()
+
+
+class ClockNotTrusted(GatewayError):
+    """A reading whose FHIR time depends on the gateway clock, captured before it was trusted."""
+
+
+class PatientNotProvisioned(GatewayError):
+    """No `[patient]` in the config: readings wait until `carebox provision init` writes it."""
+
+
+def runtime_dir(config: Config) -> Path:
+    """Where the service's runtime status lives: systemd's RuntimeDirectory (tmpfs) when run as
+    the unit, else beside the state (developer and demo runs)."""
+    run = os.environ.get("RUNTIME_DIRECTORY")
+    return Path(run.split(":")[0]) if run else config.state_dir / "run"
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    committed: int
+    delivered: int
+
+
+class Service:
+    """The whole pipeline for one config. `world` injects a simulated world (demo, tests)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        notifier: Notifier | None = None,
+        clock: ClockTrust | None = None,
+        world: Any = None,
+    ) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.clock = clock or ClockTrust(config.clock.source)
+        self.world = world
+        self.store: Store | None = None
+        self.central: Any = None
+        self.uplink: Any = None
+        self.committed = 0
+        self.delivered = 0
+        self._stopping = asyncio.Event()
+        self._watchdog = Watchdog(self.notifier)
+
+    # -- the mapper the uplink calls ----------------------------------------------------------
+
+    def _context(self) -> FhirContext:
+        patient = self.config.patient
+        if patient is None or not patient.system:
+            raise PatientNotProvisioned("no [patient] system and value in the config")
+        devices: dict[str, DeviceInfo] = {}
+        records = getattr(getattr(self.central, "registry", None), "records", {})
+        for address, rec in records.items():
+            devices[address] = DeviceInfo(
+                address=address,
+                manufacturer=rec.manufacturer,
+                model=rec.model,
+                serial=rec.serial,
+                firmware=rec.firmware,
+                hardware=rec.hardware,
+                software=rec.software,
+                system_id=rec.system_id,
+            )
+        return FhirContext(
+            gateway_id=self.config.gateway_id,
+            patient_system=patient.system,
+            patient_value=patient.value,
+            tz=self.config.clock.zone,
+            devices=devices,
+            gateway_info=GatewayInfo(software_version=__version__),
+        )
+
+    def _map(self, items: Sequence[StoredReading]) -> bytes:
+        ctx = self._context()
+        if not self.clock.trusted():
+            for item in items:
+                if needs_trusted_clock(item.reading) and not item.reading.clock_trusted:
+                    raise ClockNotTrusted(f"reading {item.id} waits for a trusted clock")
+        skipped: list[MappingError] = []
+        bundle = build_bundle(items, ctx, skipped)
+        for err in skipped:
+            # Acked with its message: an undecodable value was committed as received (L8.2)
+            # and its event names it; no bytes, no value in the event.
+            self._event_soon("reading_unmappable", reading=str(err.item_id), reason=err.reason)
+        return bundle_to_json(bundle)
+
+    def _event_soon(self, kind: str, **detail: str | int) -> None:
+        store = self.store
+        if store is None:
+            return
+        task = asyncio.get_running_loop().create_task(store.record_event(kind, **detail))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def _on_delivered(self, ids: Sequence[str]) -> None:
+        self.delivered += len(ids)
+
+    async def run(self) -> None:
+        """Until `stop()` (or SIGTERM/SIGINT when `install_signals`)."""
+        from gateway.ble import Central
+        from gateway.uplink import Uplink, UplinkSettings
+
+        config = self.config
+        check_state_dir(config.state_dir)
+        settings = UplinkSettings.from_config(config)
+        settings.check_files()
+        store = await Store.open(
+            config.state_dir,
+            max_mb=config.store.max_mb,
+            min_free_mb=config.store.min_free_mb,
+            key_provider=config.store.key_provider,
+            retention_days=config.store.retention_days,
+        )
+        self.store = store
+        try:
+            uplink = Uplink(
+                settings,
+                store,
+                self._map,
+                version=__version__,
+                clock_trusted=self.clock.trusted,
+                events_cursor=config.state_dir / "events.cursor",
+                on_delivered=self._on_delivered,
+            )
+            self.uplink = uplink
+            self.central = Central(
+                _WakingStore(store, self),
+                config.ble,
+                clock_trusted=self.clock.trusted,
+                state_dir=config.state_dir,
+                simulators=config.simulators,
+                world=self.world,
+            )
+            await self._run_parts()
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_S):
+                    await store.close()
+            self.notifier.stopping()
+
+    async def _run_parts(self) -> None:
+        uplink, central = self.uplink, self.central
+        async with asyncio.TaskGroup() as tg:
+            ble_task = tg.create_task(
+                self._supervise("ble", central.run), name="carebox.ble"
+            )
+            up_task = tg.create_task(self._supervise("uplink", uplink.run), name="carebox.uplink")
+            side = [
+                tg.create_task(self._status_loop(), name="carebox.status"),
+                tg.create_task(self._watchdog.run(), name="carebox.watchdog"),
+            ]
+            self.notifier.ready(f"{self.config.gateway_id}: running")
+            log.info("carebox %s running as %s", __version__, self.config.gateway_id)
+            await self._stopping.wait()
+            # Stop taking readings first, then give the uplink a moment to deliver what waits.
+            ble_task.cancel()
+            self.notifier.stopping("delivering what waits")
+            await self._flush()
+            up_task.cancel()
+            for task in side:
+                task.cancel()
+
+    async def _flush(self) -> None:
+        store = self.store
+        if store is None or self.uplink is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FLUSH_S):
+                while self.uplink.state.connected:
+                    stats = await store.stats()
+                    if stats.queue_depth == 0:
+                        return
+                    self.uplink.wake()
+                    await asyncio.sleep(0.1)
+
+    async def _supervise(self, name: str, part: Callable[[], Awaitable[None]]) -> None:
+        delay = RESTART_MIN_S
+        beat = self._watchdog.register(f"carebox.{name}", HEARTBEAT_S * 3)
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await part()
+                return
+            except _FATAL as exc:
+                # Configured so that it can never work: restarting would only spin.
+                log.error("%s: %s", name, exc)  # noqa: TRY400 - one line, no traceback
+                self.stop()
+                raise
+            except Exception as exc:
+                failure: BaseException = exc
+            if loop.time() - started > HEALTHY_AFTER_S:
+                delay = RESTART_MIN_S
+            log.warning(
+                "%s failed (%s: %s); restarting in %.0f s",
+                name,
+                type(failure).__name__,
+                str(failure).splitlines()[0] if str(failure) else "",
+                delay,
+            )
+            if self.store is not None:
+                with contextlib.suppress(Exception):
+                    await self.store.record_event("part_restarted", part=name,
+                                                  error=type(failure).__name__)
+            beat.beat()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_S)
+
+    async def _status_loop(self) -> None:
+        beat = self._watchdog.register("carebox.status", HEARTBEAT_S * 3)
+        path = runtime_dir(self.config) / "status.json"
+        while True:
+            beat.beat()
+            state = self.uplink.state if self.uplink is not None else None
+            doc = {
+                "pid": os.getpid(),
+                "updated": datetime.now(UTC).isoformat(),
+                "clock_trusted": self.clock.trusted(),
+                "upstream": {
+                    "connected": bool(state and state.connected),
+                    "protocol": state.protocol if state else None,
+                    "last_sync": state.last_sync.isoformat() if state and state.last_sync else None,
+                    "last_error": state.last_error if state else None,
+                    "error_layer": state.error_layer if state else None,
+                },
+            }
+            await asyncio.to_thread(_write_private_json, path, doc)
+            self.notifier.status(
+                "upstream connected" if doc["upstream"]["connected"] else "upstream waiting"  # type: ignore[index]
+            )
+            await asyncio.sleep(STATUS_WRITE_S)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+
+class _WakingStore:
+    """The store as the BLE central sees it: every commit wakes the uplink, so a reading taken
+    while online leaves at once instead of at the next idle recheck."""
+
+    def __init__(self, store: Store, service: Service) -> None:
+        self._store = store
+        self._service = service
+
+    async def add(self, readings: Sequence[Any], *, cursor: tuple[str, int] | None = None) -> list[str]:
+        ids = await self._store.add(readings, cursor=cursor)
+        self._service.committed += len(readings)
+        uplink = self._service.uplink
+        # Only while connected: a wake during an outage would make the uplink retry at once
+        # and grow its backoff; its own probe notices the broker coming back.
+        if uplink is not None and uplink.state.connected:
+            uplink.wake()
+        return ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _write_private_json(path: Path, doc: dict[str, object]) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh)
+    os.replace(tmp, path)
+
+
+def read_runtime_status(config: Config) -> dict[str, Any] | None:
+    path = runtime_dir(config) / "status.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+async def serve(config: Config) -> int:
+    """`carebox run`."""
+    service = Service(config)
+    service.install_signals()
+    await service.run()
+    return 0
