@@ -91,9 +91,20 @@ class BumbleWorld:
 
     # Fixture protocol
 
-    async def add_device(self, simulator: SimulatedDevice, *, passkey: int | None = None) -> None:
+    async def add_device(
+        self,
+        simulator: SimulatedDevice,
+        *,
+        passkey: int | None = None,
+        mtu: int | None = None,
+        security_request: bool = False,
+    ) -> None:
         device = self._device(simulator.name, simulator.address)
-        peripheral = SimulatedPeripheral(simulator, device, passkey)
+        if mtu is not None:
+            device.gatt_server.max_mtu = mtu  # what the device answers the MTU exchange with
+        peripheral = SimulatedPeripheral(
+            simulator, device, passkey, security_request=security_request
+        )
         self.peripherals[simulator.address.upper()] = peripheral
         await peripheral.start()
 

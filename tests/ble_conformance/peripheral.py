@@ -73,10 +73,19 @@ class SimulatedPeripheral:
     `start()` powers it on and advertises while the simulator says so; afterwards every ATT
     request, CCCD write, confirmation and disconnection reaches the simulator."""
 
-    def __init__(self, simulator: SimulatedDevice, device: Device, passkey: int | None) -> None:
+    def __init__(
+        self,
+        simulator: SimulatedDevice,
+        device: Device,
+        passkey: int | None,
+        *,
+        security_request: bool = False,
+    ) -> None:
         self.simulator = simulator
         self.device = device
         self.passkey = passkey
+        # Like some cuffs (BLE.md §8, Omron): ask the central for security on connecting.
+        self.security_request = security_request
         self._characteristics: dict[int, gatt.Characteristic[bytes]] = {}
         self._pushers: dict[Connection, tuple[asyncio.Queue[Emit], asyncio.Task[None]]] = {}
         self.connection: Connection | None = None
@@ -274,6 +283,8 @@ class SimulatedPeripheral:
             Connection.EVENT_DISCONNECTION,
             lambda _reason: self._on_disconnection(connection),
         )
+        if self.security_request:
+            connection.request_pairing()
 
     def _on_disconnection(self, connection: Connection) -> None:
         _queue, task = self._pushers.pop(connection)

@@ -238,3 +238,16 @@ async def test_records_after_a_link_lost_mid_racp_are_fetched_next_time(
     assert response == racp_response(RACP_SUCCESS)
     assert [record_sequence(value) for _uuid, value in records] == [3, 4, 5]
     assert {uuid for uuid, _v in records} == {normalize_uuid_16(GLUCOSE_MEASUREMENT)}
+
+
+async def test_values_longer_than_the_mtu_allows_arrive_truncated(world: ConformanceWorld) -> None:
+    long_value = bytes(range(30))
+    cuff = ProbeCuff(CUFF, "Cuff", _clock, stored=[long_value])
+    await world.add_device(cuff, mtu=23)
+    link = _Link(world, await _found(world, CUFF), pair=True)
+    async with link.client:
+        assert link.client.mtu_size == 23
+        await link.subscribe(BP_MEASUREMENT)
+        _uuid, value = await link.next_value()
+    # ATT_MTU - 3 octets fit a notification or indication; the rest is silently cut.
+    assert value == long_value[:20]

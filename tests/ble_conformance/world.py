@@ -21,9 +21,12 @@ class ConformanceWorld(Protocol):
     scanner_backend: type[BaseBleakScanner]
     client_backend: type[BaseBleakClient]
 
-    async def add_device(self, simulator: SimulatedDevice, *, passkey: int | None = None) -> None:
-        """Put `simulator` on the air. With `passkey` it is a display-only device that bonds
-        with LE Secure Connections passkey entry showing that passkey; without, Just Works."""
+    async def add_device(
+        self, simulator: SimulatedDevice, *, passkey: int | None = None, mtu: int | None = None
+    ) -> None:
+        """Put `simulator` on the air, not bonded. With `passkey` it is a display-only device
+        that bonds with LE Secure Connections passkey entry showing that passkey; without,
+        Just Works. `mtu` is the largest ATT MTU the device accepts (None: the backend's)."""
 
     def set_agent_passkey(self, passkey: int | None) -> None:
         """What the technician types when a device asks for a passkey (None: cancels)."""
