@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.ble_conformance.bumble_world import BumbleWorld
+from tests.ble_conformance.simulated_world import SimulatedWorld
 from tests.ble_conformance.world import ConformanceWorld
 
 
-@pytest.fixture(params=["bumble"])
+@pytest.fixture(params=["bumble", "simulated"])
 async def world(request: pytest.FixtureRequest) -> AsyncIterator[ConformanceWorld]:
     if request.param == "bumble":
         bumble_world = BumbleWorld()
@@ -22,4 +23,8 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[ConformanceWorl
         errors = [e for p in bumble_world.peripherals.values() for e in p.errors]
         assert not errors, f"a bumble peripheral failed: {errors!r}"
     else:
-        raise AssertionError(request.param)
+        simulated_world = SimulatedWorld()
+        try:
+            yield simulated_world
+        finally:
+            await simulated_world.close()
