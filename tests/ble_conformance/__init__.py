@@ -12,9 +12,15 @@ Layout
   passkey or Just Works bonding, advertising while the simulator wants to).
 - `bumble_backend.py`: `make_backend(world)`, the test-only bleak scanner/client over the
   central, doing what BlueZ does where bumble does less.
+- `simulated_world.py`: `SimulatedWorld`, the same protocol over `gateway.ble.simulated.World`
+  (translation only: a behaviour the fake lacks makes the suite fail, it is not patched in).
 - `probes.py`: small cuff/meter simulators for radio-layer scenarios.
-- `conftest.py`: the `world` fixture, parametrized over the backends; `test_conformance.py`:
-  the one suite every backend must pass.
+- `conftest.py`: the `world` fixture, parametrized over ["bumble", "simulated"];
+  `test_conformance.py` (radio scenarios) and `test_health_devices.py` (the glucose meter
+  simulator): the suite every backend must pass; `test_bumble_backend.py`: duties of the
+  bumble backend alone (security requests, ABC canary).
+- Known drift, a strict xfail in `test_conformance.py`: the simulated backend confirms an
+  indication before its `disconnect_after` drop.
 
 Invariants
 - Tests touch devices through bleak's public API only (`BleakScanner`/`BleakClient` with
