@@ -208,9 +208,7 @@ class Service:
     async def _run_parts(self) -> None:
         uplink, central = self.uplink, self.central
         async with asyncio.TaskGroup() as tg:
-            ble_task = tg.create_task(
-                self._supervise("ble", central.run), name="carebox.ble"
-            )
+            ble_task = tg.create_task(self._supervise("ble", central.run), name="carebox.ble")
             up_task = tg.create_task(self._supervise("uplink", uplink.run), name="carebox.uplink")
             side = [
                 tg.create_task(self._status_loop(), name="carebox.status"),
@@ -248,7 +246,6 @@ class Service:
             started = loop.time()
             try:
                 await part()
-                return
             except _FATAL as exc:
                 # Configured so that it can never work: restarting would only spin.
                 log.error("%s: %s", name, exc)  # noqa: TRY400 - one line, no traceback
@@ -256,6 +253,8 @@ class Service:
                 raise
             except Exception as exc:
                 failure: BaseException = exc
+            else:
+                return
             if loop.time() - started > HEALTHY_AFTER_S:
                 delay = RESTART_MIN_S
             log.warning(
@@ -267,8 +266,9 @@ class Service:
             )
             if self.store is not None:
                 with contextlib.suppress(Exception):
-                    await self.store.record_event("part_restarted", part=name,
-                                                  error=type(failure).__name__)
+                    await self.store.record_event(
+                        "part_restarted", part=name, error=type(failure).__name__
+                    )
             beat.beat()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
@@ -314,7 +314,9 @@ class _WakingStore:
         self._store = store
         self._service = service
 
-    async def add(self, readings: Sequence[Any], *, cursor: tuple[str, int] | None = None) -> list[str]:
+    async def add(
+        self, readings: Sequence[Any], *, cursor: tuple[str, int] | None = None
+    ) -> list[str]:
         ids = await self._store.add(readings, cursor=cursor)
         self._service.committed += len(readings)
         uplink = self._service.uplink

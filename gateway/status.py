@@ -55,9 +55,13 @@ def gather(config: Config) -> dict[str, Any]:
 
 def render(doc: dict[str, Any]) -> str:
     up = doc["upstream"]
+    running = "running" if doc["service_running"] else "not running"
+    clock = {True: "trusted", False: "NOT trusted (waiting for NTP)"}.get(
+        doc["clock_trusted"], "unknown (service not running)"
+    )
     lines = [
-        f"gateway        {doc['gateway_id']} ({'running' if doc['service_running'] else 'not running'})",
-        f"clock          {'trusted' if doc['clock_trusted'] else 'NOT trusted (waiting for NTP)' if doc['clock_trusted'] is False else 'unknown'}",
+        f"gateway        {doc['gateway_id']} ({running})",
+        f"clock          {clock}",
         f"queue          {doc['queue_depth']} waiting"
         + (f", oldest {doc['oldest_waiting_s']} s" if doc["oldest_waiting_s"] is not None else ""),
         f"last sync      {doc['last_sync'] or 'never'}",

@@ -89,7 +89,14 @@ async def _demo(duration: float) -> int:
             service = Service(config, world=scenario.world)
             outage = Outage(broker)
             view = View(scenario, service, observer, outage, interactive=sys.stdout.isatty())
-            verdict = await _drive(service, scenario, observer, outage, view, duration)
+            verdict = await _drive(
+                service,
+                scenario=scenario,
+                observer=observer,
+                outage=outage,
+                view=view,
+                duration=duration,
+            )
         finally:
             if observer is not None:
                 observer.stop()
@@ -99,6 +106,7 @@ async def _demo(duration: float) -> int:
 
 async def _drive(
     service: Service,
+    *,
     scenario: Scenario,
     observer: Observer,
     outage: Outage,
@@ -117,9 +125,7 @@ async def _drive(
             if task.done():
                 break
             complete = (
-                outage.over
-                and scenario.finished()
-                and observer.delivered() >= scenario.produced()
+                outage.over and scenario.finished() and observer.delivered() >= scenario.produced()
             )
             if complete:
                 matched_at = matched_at or elapsed

@@ -24,11 +24,11 @@ PHD_IDENTIFIER: Final = "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdBaseO
 # One primary Observation per reading: the BP panel, body weight, body composition's fat
 # percentage, and the glucose concentration codes.
 PRIMARY_CODES: Final = frozenset(
-    str(code.mdc)
-    for code in (BP_PANEL, BODY_WEIGHT, BODY_FAT, GLUCOSE_GENERIC, *GLUCOSE_BY_TYPE.values())
+    {str(c.mdc) for c in (BP_PANEL, BODY_WEIGHT, BODY_FAT)}
+    | {str(c.mdc) for c in (GLUCOSE_GENERIC, *GLUCOSE_BY_TYPE.values())}
 )
 KEEPALIVE_S: Final = 10
-RECONNECT_S: Final = 0.5  # the witness comes back fast after the scripted outage
+RECONNECT_S: Final = 1  # the witness comes back fast after the scripted outage
 SESSION_EXPIRY_S: Final = 3600
 
 
@@ -54,7 +54,7 @@ class Observer:
         client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
         client.on_message = self._on_message
         # A persistent session: the broker keeps what arrives while the witness is away.
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         client.connect(
             "localhost", self.broker.tls_port, KEEPALIVE_S, clean_start=False, properties=props
@@ -97,7 +97,9 @@ def _primary_identifiers(bundle: Any) -> list[str]:
         codes = {c.get("code", "") for c in res.get("code", {}).get("coding", [])}
         if not codes & PRIMARY_CODES:
             continue
-        for ident in res.get("identifier", []):
-            if ident.get("system") == PHD_IDENTIFIER:
-                found.append(ident["value"])
+        found.extend(
+            ident["value"]
+            for ident in res.get("identifier", [])
+            if ident.get("system") == PHD_IDENTIFIER
+        )
     return found

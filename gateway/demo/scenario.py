@@ -31,7 +31,7 @@ def _stamp(moment: datetime) -> str:
 
 def write_config(root: Path, *, broker_url: str, pki: DevPki, gateway_id: str) -> Path:
     """carebox.toml for the demo; readings use the decoded-JSON field names of the contract."""
-    rng = random.Random(SEED)
+    rng = random.Random(SEED)  # noqa: S311 - plausible values, not secrets
     now = datetime.now().astimezone().replace(tzinfo=None)  # devices keep naive local time
     lines = [
         f'gateway_id = "{gateway_id}"',
@@ -55,10 +55,12 @@ def write_config(root: Path, *, broker_url: str, pki: DevPki, gateway_id: str) -
         "",
     ]
 
-    def device(kind: str, address: str, name: str, *, paired: bool = True,
-               interval_s: float | None = None) -> None:
-        lines.extend(["[[simulator]]", f'kind = "{kind}"', f'address = "{address}"',
-                      f'name = "{name}"'])
+    def device(
+        kind: str, address: str, name: str, *, paired: bool = True, interval_s: float | None = None
+    ) -> None:
+        lines.extend(
+            ["[[simulator]]", f'kind = "{kind}"', f'address = "{address}"', f'name = "{name}"']
+        )
         if not paired:
             lines.append("paired = false")
         if interval_s is not None:
@@ -68,7 +70,7 @@ def write_config(root: Path, *, broker_url: str, pki: DevPki, gateway_id: str) -
     for i in range(CUFF_READINGS):
         sys_, dia = rng.randint(112, 148), rng.randint(68, 94)
         lines.append(
-            f"[[simulator.readings]]\nunit = \"mmHg\"\nsystolic = {sys_}\ndiastolic = {dia}\n"
+            f'[[simulator.readings]]\nunit = "mmHg"\nsystolic = {sys_}\ndiastolic = {dia}\n'
             f"mean_arterial_pressure = {round((sys_ + 2 * dia) / 3)}\n"
             f"timestamp = {_stamp(now - timedelta(minutes=CUFF_READINGS - i))}\n"
             f"pulse_rate = {rng.randint(58, 92)}\nuser_id = 1"
@@ -79,19 +81,19 @@ def write_config(root: Path, *, broker_url: str, pki: DevPki, gateway_id: str) -
         lines.append(
             f"[[simulator.readings]]\nsequence_number = {i + 1}\n"
             f"base_time = {_stamp(now - timedelta(hours=METER_RECORDS - i))}\n"
-            f"time_offset = 0\nconcentration = \"{mg_dl / 100000:.5f}\"\n"
+            f'time_offset = 0\nconcentration = "{mg_dl / 100000:.5f}"\n'
             'concentration_unit = "kg/L"\ntype = 1\nsample_location = 1'
         )
     device("weight_scale", SCALE, "Scale (bathroom)", interval_s=3.0)
     for i in range(SCALE_READINGS):
         kg = 80.0 - i * 0.35 + rng.randint(0, 20) * 0.005
         lines.append(
-            f"[[simulator.readings]]\nunit = \"SI\"\nweight = \"{kg:.3f}\"\n"
+            f'[[simulator.readings]]\nunit = "SI"\nweight = "{kg:.3f}"\n'
             f"timestamp = {_stamp(now - timedelta(days=SCALE_READINGS - i))}\nuser_id = 1"
         )
     device("blood_pressure", STRANGER, "Neighbour's cuff", paired=False, interval_s=4.0)
     lines.append(
-        f"[[simulator.readings]]\nunit = \"mmHg\"\nsystolic = 131\ndiastolic = 85\n"
+        f'[[simulator.readings]]\nunit = "mmHg"\nsystolic = 131\ndiastolic = 85\n'
         f"mean_arterial_pressure = 100\ntimestamp = {_stamp(now)}"
     )
     path = root / "carebox.toml"
@@ -128,15 +130,22 @@ class Scenario:
                 disconnect_after=spec.disconnect_after,
             )
             stored = len(getattr(sim, "records", ()))
-            producer = Producer(spec.address, spec.name, spec.kind, spec.paired,
-                                total=stored + len(pending), taken=stored)
+            producer = Producer(
+                spec.address,
+                spec.name,
+                spec.kind,
+                spec.paired,
+                total=stored + len(pending),
+                taken=stored,
+            )
             scenario.producers[spec.address] = producer
             if pending:
                 world.add_schedule(scenario._schedule(sim, pending, spec.interval_s, producer))
         return scenario
 
-    def _schedule(self, sim: Any, pending: list[object], interval_s: float,
-                  producer: Producer) -> Any:
+    def _schedule(
+        self, sim: Any, pending: list[object], interval_s: float, producer: Producer
+    ) -> Any:
         world = self.world
 
         async def take() -> None:

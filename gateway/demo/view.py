@@ -80,8 +80,9 @@ class View:
         for column in ("device", "kind", "paired", "produced"):
             table.add_column(column)
         for p in self.scenario.producers.values():
-            table.add_row(p.name, p.kind, "yes" if p.paired else "NO (stranger)",
-                          f"{p.taken}/{p.total}")
+            table.add_row(
+                p.name, p.kind, "yes" if p.paired else "NO (stranger)", f"{p.taken}/{p.total}"
+            )
         table.add_section()
         table.add_row("store", "committed", "", str(self.service.committed))
         table.add_row("store", "waiting (encrypted)", "", str(self._queue))

@@ -64,9 +64,8 @@ def simulator_from_spec(
     values: list[object] = [bytes.fromhex(h) for h in spec.raw]
     if spec.kind == "blood_pressure":
         from device_drivers.blood_pressure import BloodPressureMeasurement
-        from device_drivers.simulators.blood_pressure_monitor import BloodPressureMonitor
-
         from device_drivers.codec import from_json
+        from device_drivers.simulators.blood_pressure_monitor import BloodPressureMonitor
 
         values += [from_json(BloodPressureMeasurement, dict(r)) for r in spec.readings]
         bpm = BloodPressureMonitor(
@@ -75,10 +74,9 @@ def simulator_from_spec(
         return bpm, values
     if spec.kind == "weight_scale":
         from device_drivers.body_composition import BodyCompositionMeasurement
+        from device_drivers.codec import from_json
         from device_drivers.simulators.weight_scale import WeightScale
         from device_drivers.weight_scale import WeightMeasurement
-
-        from device_drivers.codec import from_json
 
         for r in spec.readings:
             codec: Any = BodyCompositionMeasurement if "body_fat_pct" in r else WeightMeasurement
@@ -106,9 +104,8 @@ def simulator_from_spec(
 
 
 def meter_record(meter: Any, table: Mapping[str, object]) -> None:
-    from device_drivers.glucose import GlucoseMeasurement, GlucoseMeasurementContext
-
     from device_drivers.codec import from_json
+    from device_drivers.glucose import GlucoseMeasurement, GlucoseMeasurementContext
 
     fields = {k: v for k, v in table.items() if k != "context"}
     context = table.get("context")

@@ -58,6 +58,10 @@ class FakeStore:
         self.touched.append((address, at, battery))
 
     async def record_event(self, kind: str, **detail: Any) -> None:
+        # The real store's contract: event details are scalars (it refuses anything else).
+        for key, value in detail.items():
+            if not isinstance(value, str | int | float | bool):
+                raise TypeError(f"event detail {key!r} must be str, int, float or bool")
         self.events.append((kind, detail))
 
     def events_of(self, kind: str) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ async def test_stranger_is_never_connected(world: World, store: Any, run_central
         await until(lambda: bool(store.events_of("stranger_device")))
         await until(lambda: stranger.device.advertising() and world.monotonic() > 0)
     assert store.events_of("stranger_device") == [
-        {"address": "EE:00:00:00:00:09", "services": ["00001810-0000-1000-8000-00805f9b34fb"]}
+        {"address": "EE:00:00:00:00:09", "services": "00001810-0000-1000-8000-00805f9b34fb"}
     ]
     assert stranger.connect_attempts == 0
 
