@@ -105,6 +105,7 @@ class Service:
         self.uplink: Any = None
         self.committed = 0
         self.delivered = 0
+        self._known_devices: dict[str, Any] = {}
         self._stopping = asyncio.Event()
         self._watchdog = Watchdog(self.notifier)
 
@@ -115,7 +116,13 @@ class Service:
         if patient is None or not patient.system:
             raise PatientNotProvisioned("no [patient] system and value in the config")
         devices: dict[str, DeviceInfo] = {}
-        records = getattr(getattr(self.central, "registry", None), "records", {})
+        # The registry as stored at start, then the central's live view: a reading re-sent
+        # right after a restart must map to the same device identifier (system id, not the
+        # address) as when it was first sent, or the backend would see two records.
+        records = {
+            **self._known_devices,
+            **getattr(getattr(self.central, "registry", None), "records", {}),
+        }
         for address, rec in records.items():
             devices[address] = DeviceInfo(
                 address=address,
@@ -180,6 +187,7 @@ class Service:
         )
         self.store = store
         try:
+            self._known_devices = {d.address.upper(): d for d in await store.devices()}
             uplink = Uplink(
                 settings,
                 store,

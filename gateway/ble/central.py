@@ -14,6 +14,7 @@ until a connect attempt needs the radio.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -221,6 +222,9 @@ class Central:
             now=self.now,
             timings=self.timings,
             read_device_information=self.registry.needs_device_information(state.address),
+            on_device_information=functools.partial(
+                self.registry.cache_device_information, state.address
+            ),
         )
         client = BleakClient(
             device,

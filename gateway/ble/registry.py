@@ -26,6 +26,15 @@ DIS_FIELDS = (
 )
 
 
+# DIS names as the session reads them -> the store's DeviceRecord fields.
+_RECORD_FIELD = {
+    "serial_number": "serial",
+    "hardware_revision": "hardware",
+    "firmware_revision": "firmware",
+    "software_revision": "software",
+}
+
+
 class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -64,7 +73,8 @@ class Registry:
         record = self.get(address)
         if record is None or not info:
             return
-        known = {k: v for k, v in info.items() if hasattr(record, k)}
+        renamed = {_RECORD_FIELD.get(k, k): v for k, v in info.items()}
+        known = {k: v for k, v in renamed.items() if hasattr(record, k)}
         if not known:
             return
         updated = dataclasses.replace(record, **known)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -42,6 +42,7 @@ from bleak.uuids import normalize_uuid_16
 
 from device_drivers.codec import decode
 from device_drivers.current_time import CurrentTime
+from device_drivers.device_information import SystemId
 from device_drivers.errors import MalformedValue, UnknownCharacteristic
 from device_drivers.reading import Reading
 from gateway.ble import uuids
@@ -118,6 +119,7 @@ class Session:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         timings: SessionTimings = DEFAULT_TIMINGS,
         read_device_information: bool = True,
+        on_device_information: Callable[[Mapping[str, str]], Awaitable[None]] | None = None,
     ) -> None:
         if kind not in PROFILES:
             raise ValueError(f"no session for device kind {kind!r}")
@@ -129,6 +131,7 @@ class Session:
         self.now = now
         self.timings = timings
         self.read_device_information = read_device_information
+        self.on_device_information = on_device_information
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
         self._offset: float | None = None
 
@@ -158,6 +161,10 @@ class Session:
         chars = _characteristics(client)
         await self._ensure_encrypted(client, chars)
         info = await self._device_information(client, chars)
+        if info and self.on_device_information is not None:
+            # Before any reading is committed: the uplink names the device by its System ID in
+            # every identifier, so it must be known before the first reading can be sent.
+            await self.on_device_information(info)
         self._offset = await self._clock(client, chars)
         battery = await self._battery(client, chars)
         if self.kind == "glucose":
@@ -190,7 +197,7 @@ class Session:
             if char is None or "read" not in char.properties:
                 continue
             raw = bytes(await client.read_gatt_char(char))
-            info[name] = raw.hex() if uuid == 0x2A23 else raw.decode("utf-8", "replace")
+            info[name] = _system_id(raw) if uuid == 0x2A23 else raw.decode("utf-8", "replace")
         return info
 
     async def _clock(
@@ -453,3 +460,11 @@ def _short(uuid: str) -> int | None:
     except ValueError:
         return None
     return short if normalize_uuid_16(short) == uuid and short <= 0xFFFF else None
+
+
+def _system_id(raw: bytes) -> str:
+    """The DIS System ID as the EUI-64 the PHD identifiers use (OUI first)."""
+    try:
+        return SystemId.from_bytes(raw).eui64
+    except MalformedValue:
+        return raw.hex().upper()

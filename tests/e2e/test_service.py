@@ -1,0 +1,180 @@
+"""The service as systemd runs it: `carebox run` in a subprocess with simulated devices and a
+real mosquitto over mutual TLS; readings counted at the broker by an independent subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from gateway.demo.observer import _primary_identifiers
+from tests.fixtures.mosquitto import LocalBroker, Subscriber, start_broker
+from tests.fixtures.pki import TestPki, make_test_pki
+
+METER_RECORDS: Final = 300
+CUFF_READINGS: Final = 3
+DELIVERY_TIMEOUT_S: Final = 90.0  # a loaded 2-core CI machine; loopback delivery takes < 5 s
+STOP_TIMEOUT_S: Final = 10.0  # systemd's default TimeoutStopSec: SIGTERM must end within it
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> TestPki:
+    return make_test_pki(tmp_path / "pki", gateway_id="cbx-e2e")
+
+
+@pytest.fixture
+def broker(pki: TestPki, tmp_path: Path) -> Iterator[LocalBroker]:
+    b = start_broker(pki.dev, tmp_path / "broker")
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def subscriber(broker: LocalBroker, pki: TestPki) -> Iterator[Subscriber]:
+    s = Subscriber(broker, pki.dev, topic="carebox/v1/+/observations").start()
+    yield s
+    s.stop()
+
+
+def _config(tmp_path: Path, broker: LocalBroker, pki: TestPki) -> Path:
+    dev = pki.dev
+    lines = [
+        'gateway_id = "cbx-e2e"',
+        f'state_dir = "{tmp_path / "state"}"',
+        "[patient]",
+        'system = "urn:oid:1.2.250.1.213.1.4.8"',
+        'value = "424242"',
+        "[ble]",
+        'backend = "simulated"',
+        "[upstream]",
+        f'url = "{broker.url}"',
+        f'ca = "{dev.ca.cert_path}"',
+        f'cert = "{dev.client.cert_path}"',
+        f'key = "{dev.client.key_path}"',
+        "[clock]",
+        'source = "system"',
+        "[[simulator]]",
+        'kind = "glucose"',
+        'address = "C0:E2:00:00:00:02"',
+    ]
+    for i in range(METER_RECORDS):
+        day, minute = divmod(i, 1440)
+        lines += [
+            "[[simulator.readings]]",
+            f"sequence_number = {i}",
+            f"base_time = 2026-10-{1 + day:02d}T{minute // 60:02d}:{minute % 60:02d}:00",
+            f'concentration = "0.00{100 + i % 90}"',
+            'concentration_unit = "kg/L"',
+            "type = 1",
+            "sample_location = 1",
+        ]
+    lines += [
+        "[[simulator]]",
+        'kind = "blood_pressure"',
+        'address = "C0:E2:00:00:00:01"',
+        "interval_s = 0.5",
+    ]
+    for i in range(CUFF_READINGS):
+        lines += [
+            "[[simulator.readings]]",
+            f"systolic = 12{i}",
+            "diastolic = 80",
+            "mean_arterial_pressure = 93",
+            f"timestamp = 2026-11-20T08:0{i}:00",
+        ]
+    lines += [
+        "[[simulator]]",
+        'kind = "blood_pressure"',
+        'address = "C0:E2:00:00:00:99"',
+        "paired = false",
+        "[[simulator.readings]]",
+        "systolic = 150",
+        "diastolic = 95",
+        "mean_arterial_pressure = 113",
+        "timestamp = 2026-11-20T09:00:00",
+    ]
+    path = tmp_path / "carebox.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _start(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _delivered(sub: Subscriber) -> set[str]:
+    ids: set[str] = set()
+    for msg in sub.on("observations"):
+        ids.update(_primary_identifiers(json.loads(msg.payload)))
+    return ids
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=STOP_TIMEOUT_S)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def test_sigterm_delivers_everything_and_stops_cleanly(
+    tmp_path: Path, broker: LocalBroker, pki: TestPki, subscriber: Subscriber
+) -> None:
+    config = _config(tmp_path, broker, pki)
+    proc = _start(config)
+    try:
+        expected = METER_RECORDS + CUFF_READINGS
+        assert subscriber.wait_for(lambda s: len(_delivered(s)) >= expected, DELIVERY_TIMEOUT_S)
+    finally:
+        code, out = _stop(proc)
+    assert code == 0, out
+    assert "Traceback" not in out
+    assert len(_delivered(subscriber)) == METER_RECORDS + CUFF_READINGS
+    # No health value in the service's log lines (INFO and above reach stdout).
+    assert "systolic" not in out
+    assert "0.00" not in out
+
+    status = subprocess.run(
+        [sys.executable, "-m", "gateway", "status", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc = json.loads(status.stdout)
+    assert doc["queue_depth"] == 0
+    addresses = {d["address"] for d in doc["devices"]}
+    assert addresses == {"C0:E2:00:00:00:01", "C0:E2:00:00:00:02"}  # never the stranger
+    assert "systolic" not in status.stdout
+
+
+def test_sigkill_during_bulk_transfer_loses_nothing(
+    tmp_path: Path, broker: LocalBroker, pki: TestPki, subscriber: Subscriber
+) -> None:
+    config = _config(tmp_path, broker, pki)
+    expected = METER_RECORDS + CUFF_READINGS
+    for round_ in range(3):
+        proc = _start(config)
+        # Kill as soon as the first readings reach the broker: mid-transfer or mid-drain.
+        subscriber.wait_for(lambda s, r=round_: len(_delivered(s)) > r * 20, DELIVERY_TIMEOUT_S)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=STOP_TIMEOUT_S)
+    proc = _start(config)
+    try:
+        assert subscriber.wait_for(lambda s: len(_delivered(s)) >= expected, DELIVERY_TIMEOUT_S)
+        time.sleep(0.5)  # let a late duplicate arrive before counting distinct records
+    finally:
+        code, out = _stop(proc)
+    assert code == 0, out
+    delivered = _delivered(subscriber)
+    assert len(delivered) == expected
