@@ -19,8 +19,6 @@ Layout
   `test_conformance.py` (radio scenarios) and `test_health_devices.py` (the glucose meter
   simulator): the suite every backend must pass; `test_bumble_backend.py`: duties of the
   bumble backend alone (security requests, ABC canary).
-- Known drift, a strict xfail in `test_conformance.py`: the simulated backend confirms an
-  indication before its `disconnect_after` drop.
 
 Invariants
 - Tests touch devices through bleak's public API only (`BleakScanner`/`BleakClient` with

@@ -144,20 +144,7 @@ async def test_subscribe_before_pairing_fails_and_leaves_no_stale_subscriber(
 
 
 # Known drift, kept visible (strict: the test fails once the simulated backend conforms):
-# `SimClient._deliver` confirms an indication before its `disconnect_after` drop, so a value the
-# central received can never come back unconfirmed, and the gateway's duplicate handling for a
-# re-sent measurement is never exercised there. Requested from the `ble` branch.
-SIMULATED_CONFIRMS_BEFORE_DROP = pytest.mark.xfail(
-    strict=True,
-    reason="simulated backend confirms the indication before a disconnect_after drop",
-)
-
-
-async def test_indication_forgotten_only_after_its_confirmation(
-    world: ConformanceWorld, request: pytest.FixtureRequest
-) -> None:
-    if world.name == "simulated":
-        request.applymarker(SIMULATED_CONFIRMS_BEFORE_DROP)
+async def test_indication_forgotten_only_after_its_confirmation(world: ConformanceWorld) -> None:
     cuff = ProbeCuff(CUFF, "Cuff", _clock, stored=[b"\x00first", b"\x00second"])
     await world.add_device(cuff)
     world.drop_link_after(CUFF, 1)

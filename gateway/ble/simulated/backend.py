@@ -316,11 +316,13 @@ class SimClient(BaseBleakClient):
                 p.lost_confirmations -= 1
                 self.world.close_link(link, by_device=True)
                 return
-            if emit.indicate:
-                p.device.confirmed(emit)
             link.sent += 1
             if p.disconnect_after is not None and link.sent >= p.disconnect_after:
+                # The link drops with this value: an indication's confirmation never reaches
+                # the device, which therefore keeps the value and sends it again (as on air).
                 self.world.close_link(link, by_device=True)
                 return
+            if emit.indicate:
+                p.device.confirmed(emit)
             # one value per loop turn: the receiver runs between packets, as with a radio
             await asyncio.sleep(0)
