@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 from device_drivers.codec import ByteReader, ByteWriter, register
 from device_drivers.ieee11073 import Measure, Special
@@ -182,31 +182,10 @@ class BloodPressureMeasurement:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
-        unit, sys_, dia, mean, ts, pulse, user, status = _read(0x2A35, data)
-        return cls(
-            unit=unit,
-            systolic=sys_,
-            diastolic=dia,
-            mean_arterial_pressure=mean,
-            timestamp=ts,
-            pulse_rate=pulse,
-            user_id=user,
-            measurement_status=status,
-        )
+        return cls(**_read_fields(0x2A35, data))
 
     def __bytes__(self) -> bytes:
-        return _write(
-            (
-                self.unit,
-                self.systolic,
-                self.diastolic,
-                self.mean_arterial_pressure,
-                self.timestamp,
-                self.pulse_rate,
-                self.user_id,
-                self.measurement_status,
-            )
-        )
+        return _write_fields(self)
 
 
 @register(0x2A36)
@@ -231,31 +210,10 @@ class IntermediateCuffPressure:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
-        unit, sys_, dia, mean, ts, pulse, user, status = _read(0x2A36, data)
-        return cls(
-            unit=unit,
-            systolic=sys_,
-            diastolic=dia,
-            mean_arterial_pressure=mean,
-            timestamp=ts,
-            pulse_rate=pulse,
-            user_id=user,
-            measurement_status=status,
-        )
+        return cls(**_read_fields(0x2A36, data))
 
     def __bytes__(self) -> bytes:
-        return _write(
-            (
-                self.unit,
-                self.systolic,
-                self.diastolic,
-                self.mean_arterial_pressure,
-                self.timestamp,
-                self.pulse_rate,
-                self.user_id,
-                self.measurement_status,
-            )
-        )
+        return _write_fields(self)
 
 
 @register(0x2A49)
@@ -296,3 +254,24 @@ class BloodPressureFeature:
         w = ByteWriter()
         w.u16(raw, "blood_pressure_feature")
         return bytes(w)
+
+
+_FIELDS = (
+    "unit",
+    "systolic",
+    "diastolic",
+    "mean_arterial_pressure",
+    "timestamp",
+    "pulse_rate",
+    "user_id",
+    "measurement_status",
+)
+
+
+def _read_fields(uuid: int, data: bytes) -> dict[str, Any]:
+    """2A35 and 2A36 share one layout: the decoded fields by name."""
+    return dict(zip(_FIELDS, _read(uuid, data), strict=True))
+
+
+def _write_fields(value: BloodPressureMeasurement | IntermediateCuffPressure) -> bytes:
+    return _write(tuple(getattr(value, name) for name in _FIELDS))
