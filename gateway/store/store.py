@@ -55,7 +55,11 @@ def _aad(key_id: int, rid: bytes) -> bytes:
 
 
 def _ms(at: datetime | None) -> int | None:
-    return None if at is None else to_us(at) // 1000
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        raise StoreError(f"time {at.isoformat()} has no time zone: pass an aware UTC datetime")
+    return to_us(at) // 1000
 
 
 class _Tx:
