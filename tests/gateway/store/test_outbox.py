@@ -175,4 +175,5 @@ async def test_files_are_private(store: Store, state_dir: Path) -> None:
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((state_dir / "keys").stat().st_mode) == 0o700
     assert stat.S_IMODE((state_dir / "keys" / "store.kek").stat().st_mode) == 0o600
-    assert stat.S_IMODE((state_dir / "store.db").stat().st_mode) == 0o600
+    for name in ("store.db", "store.db-wal", "store.db-shm", "store.lock"):
+        assert stat.S_IMODE((state_dir / name).stat().st_mode) == 0o600, name
