@@ -19,7 +19,6 @@ before (a box stores a few readings a day, a bench a few million).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import shutil
@@ -93,7 +92,7 @@ def row_key(index_key: bytes, identity: str) -> bytes:
     """The keyed hash that stands for a reading in the database (row key and tombstone): the
     identity itself hashes device, time and value, so storing it bare would let anyone with the
     file confirm a guessed blood pressure."""
-    return hmac.new(index_key, identity.encode(), hashlib.sha256).digest()[:ROW_KEY_LEN]
+    return hmac.digest(index_key, identity.encode(), "sha256")[:ROW_KEY_LEN]
 
 
 class Sealer:

@@ -14,7 +14,6 @@ plaintext capture time it would say when a patient measured. Only the gateway's 
 
 from __future__ import annotations
 
-import enum
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,10 +42,9 @@ _F64: Final = struct.Struct(">d")
 _LEN: Final = struct.Struct(">H")
 
 
-class _Flag(enum.IntFlag):
-    CLOCK_TRUSTED = 0x01
-    HAS_CONTEXT = 0x02
-    HAS_OFFSET = 0x04
+_CLOCK_TRUSTED: Final = 0x01
+_HAS_CONTEXT: Final = 0x02
+_HAS_OFFSET: Final = 0x04
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,36 +105,33 @@ class Event:
 
 
 def to_us(at: datetime) -> int:
-    return (at - UNIX_EPOCH) // timedelta(microseconds=1)
+    d = at - UNIX_EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 def from_us(us: int) -> datetime:
     return UNIX_EPOCH + timedelta(microseconds=us)
 
 
-def _put(out: list[bytes], data: bytes) -> None:
-    out.append(_LEN.pack(len(data)))
-    out.append(data)
-
-
 def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
-    flags = _Flag(0)
-    if reading.clock_trusted:
-        flags |= _Flag.CLOCK_TRUSTED
-    if reading.context is not None:
-        flags |= _Flag.HAS_CONTEXT
-    if reading.device_clock_offset_s is not None:
-        flags |= _Flag.HAS_OFFSET
-    out = [_HEAD.pack(RECORD_FORMAT, flags, reading.characteristic, to_us(reading.received_at))]
-    if reading.device_clock_offset_s is not None:
-        out.append(_F64.pack(reading.device_clock_offset_s))
-    _put(out, reading.device.encode())
-    _put(out, reading.value)
-    if reading.context is not None:
-        _put(out, reading.context)
-    _put(out, identity.encode())
-    _put(out, phd_timestamp.encode())
-    return b"".join(out)
+    # plain ints, not the IntFlag: this runs once per reading on the add path
+    flags = _CLOCK_TRUSTED if reading.clock_trusted else 0
+    parts = [b"", b""]
+    offset = reading.device_clock_offset_s
+    if offset is not None:
+        flags |= _HAS_OFFSET
+        parts.append(_F64.pack(offset))
+    context = reading.context
+    device = reading.device.encode()
+    value = reading.value
+    parts += (_LEN.pack(len(device)), device, _LEN.pack(len(value)), value)
+    if context is not None:
+        flags |= _HAS_CONTEXT
+        parts += (_LEN.pack(len(context)), context)
+    ident, phd = identity.encode(), phd_timestamp.encode()
+    parts += (_LEN.pack(len(ident)), ident, _LEN.pack(len(phd)), phd)
+    parts[0] = _HEAD.pack(RECORD_FORMAT, flags, reading.characteristic, to_us(reading.received_at))
+    return b"".join(parts)
 
 
 class _Cursor:
@@ -165,12 +160,12 @@ def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
     fmt, raw_flags, characteristic, received_us = _HEAD.unpack(cur.take(_HEAD.size))
     if fmt != RECORD_FORMAT:
         raise TamperedRecord(f"sealed reading has unknown format {fmt}")
-    flags = _Flag(raw_flags)
-    offset = _F64.unpack(cur.take(_F64.size))[0] if flags & _Flag.HAS_OFFSET else None
+    flags = int(raw_flags)
+    offset = _F64.unpack(cur.take(_F64.size))[0] if flags & _HAS_OFFSET else None
     try:
         device = cur.field().decode()
         value = cur.field()
-        context = cur.field() if flags & _Flag.HAS_CONTEXT else None
+        context = cur.field() if flags & _HAS_CONTEXT else None
         identity = cur.field().decode()
         phd = cur.field().decode()
     except UnicodeDecodeError as exc:
@@ -182,7 +177,7 @@ def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
         characteristic=characteristic,
         value=value,
         received_at=from_us(received_us),
-        clock_trusted=bool(flags & _Flag.CLOCK_TRUSTED),
+        clock_trusted=bool(flags & _CLOCK_TRUSTED),
         context=context,
         device_clock_offset_s=offset,
     )

@@ -55,26 +55,44 @@ def _aad(key_id: int, rid: bytes) -> bytes:
 
 
 def _ms(at: datetime | None) -> int | None:
-    return None if at is None else to_us(at) // 1000
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        raise StoreError(f"time {at.isoformat()} has no time zone: pass an aware UTC datetime")
+    return to_us(at) // 1000
 
 
 class _Tx:
-    """BEGIN IMMEDIATE .. COMMIT, rolled back on any exception."""
+    """BEGIN IMMEDIATE .. COMMIT, rolled back on any exception.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    `durable=False` commits with ``synchronous=NORMAL`` (no fdatasync): for lease, ack and
+    release only. WAL keeps such a commit atomic and a process crash loses nothing; a power
+    cut may undo the last ones, which only means a reading is sent again under the same
+    identifier (the backend's ifNoneExist drops it) or a lease is forgotten (leases reset at
+    open anyway). The next durable commit syncs their WAL frames too. Half the fsyncs, half
+    the SD-card wear of the delivery path."""
+
+    def __init__(self, conn: sqlite3.Connection, *, durable: bool = True) -> None:
         self.conn = conn
+        self.durable = durable
 
     def __enter__(self) -> sqlite3.Connection:
+        if not self.durable:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if et is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+        try:
+            if et is None:
+                self.conn.execute("COMMIT")
+            elif self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        finally:
+            if not self.durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:
@@ -211,10 +229,11 @@ class _Engine:
 
     # -- limits ---------------------------------------------------------------------------
     def _db_bytes(self) -> int:
-        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
-        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        size = self.conn.execute("PRAGMA page_size").fetchone()[0]
-        return int((pages - free) * size)
+        row = self.conn.execute(
+            "SELECT (p.page_count - f.freelist_count) * s.page_size "
+            "FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s"
+        ).fetchone()
+        return int(row[0])
 
     def _check_room(self, count: int) -> None:
         """Refuse past the free-disk floor; report quota pressure at rising thresholds."""
@@ -312,47 +331,41 @@ class _Engine:
         out: list[StoredReading] = []
         good: list[int] = []
         bad: list[tuple[int, str]] = []
-        # NORMAL: a lost lease update is harmless (leases reset at open) and the next FULL
-        # commit syncs these WAL frames anyway; spares the SD card one fdatasync per batch.
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            with _Tx(self.conn) as c:
-                after = -1
-                while len(out) < limit:
-                    want = limit - len(out)
-                    rows = c.execute(
-                        "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
-                        "WHERE seq > ? AND lease_until <= ? ORDER BY seq LIMIT ?",
-                        (after, now, want),
-                    ).fetchall()
-                    for seq, rid, key_id, captured, attempts, payload in rows:
-                        after = seq
-                        try:
-                            reading, identity, phd = self._open(key_id, rid, payload)
-                        except TamperedRecord as exc:
-                            bad.append((seq, str(exc)))
-                            continue
-                        good.append(seq)
-                        out.append(
-                            StoredReading(
-                                id=bytes(rid).hex(),
-                                reading=reading,
-                                phd_timestamp=phd,
-                                captured_at=from_us(captured * 1000),
-                                attempts=attempts + 1,
-                                identity=identity,
-                            )
+        with _Tx(self.conn, durable=False) as c:
+            after = -1
+            while len(out) < limit:
+                want = limit - len(out)
+                rows = c.execute(
+                    "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
+                    "WHERE seq > ? AND lease_until <= ? ORDER BY seq LIMIT ?",
+                    (after, now, want),
+                ).fetchall()
+                for seq, rid, key_id, captured, attempts, payload in rows:
+                    after = seq
+                    try:
+                        reading, identity, phd = self._open(key_id, rid, payload)
+                    except TamperedRecord as exc:
+                        bad.append((seq, str(exc)))
+                        continue
+                    good.append(seq)
+                    out.append(
+                        StoredReading(
+                            id=bytes(rid).hex(),
+                            reading=reading,
+                            phd_timestamp=phd,
+                            captured_at=from_us(captured * 1000),
+                            attempts=attempts + 1,
+                            identity=identity,
                         )
-                    if len(rows) < want:
-                        break
-                c.executemany(
-                    "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
-                    [(now + lease_s, seq) for seq in good],
-                )
-                for seq, reason in bad:
-                    self._quarantine(c, seq, reason)
-        finally:
-            self.conn.execute("PRAGMA synchronous = FULL")
+                    )
+                if len(rows) < want:
+                    break
+            c.executemany(
+                "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
+                [(now + lease_s, seq) for seq in good],
+            )
+            for seq, reason in bad:
+                self._quarantine(c, seq, reason)
         return out
 
     def _open(self, key_id: int, rid: bytes, payload: bytes) -> tuple[Reading, str, str]:
@@ -382,7 +395,7 @@ class _Engine:
         rids = self._rids(ids)
         if not rids:
             return
-        with _Tx(self.conn) as c:
+        with _Tx(self.conn, durable=False) as c:
             c.executemany(
                 "INSERT OR IGNORE INTO tombstones SELECT rid FROM outbox WHERE rid = ?", rids
             )
@@ -395,7 +408,7 @@ class _Engine:
 
     def release(self, ids: Sequence[str]) -> None:
         rids = self._rids(ids)
-        with _Tx(self.conn) as c:
+        with _Tx(self.conn, durable=False) as c:
             c.executemany("UPDATE outbox SET lease_until = 0 WHERE rid = ?", rids)
 
     def prune(self) -> int:

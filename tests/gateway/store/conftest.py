@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from blockbuster import blockbuster_ctx
 
 from gateway.store import Store
 
@@ -30,8 +31,11 @@ def state_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(state_dir: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    s = await Store.open(state_dir, min_free_mb=0, clock=clock)
-    try:
-        yield s
-    finally:
-        await s.close()
+    """An open store; the store's own code runs under blockbuster, so any blocking call it
+    made on the event loop (instead of its owner thread) fails the test."""
+    with blockbuster_ctx("gateway.store"):
+        s = await Store.open(state_dir, min_free_mb=0, clock=clock)
+        try:
+            yield s
+        finally:
+            await s.close()

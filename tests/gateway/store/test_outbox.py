@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,6 +144,10 @@ async def test_device_registry(store: Store) -> None:
     await store.touch_device("AA:BB:CC:DD:EE:FF", at=seen)
     touched = (await store.devices())[1]
     assert (touched.last_contact, touched.battery) == (seen, 80)
+    with pytest.raises(StoreError, match="no time zone"):
+        await store.upsert_device(
+            DeviceRecord("AA:AA:AA:AA:AA:AA", "glucose", "x", datetime(2026, 1, 1))
+        )
     await store.remove_device("aa:bb:cc:dd:ee:ff")
     assert [d.address for d in await store.devices()] == ["11:22:33:44:55:66"]
 
@@ -152,7 +157,8 @@ async def test_status_reads_while_service_runs(store: Store, state_dir: Path) ->
     await store.upsert_device(
         DeviceRecord(DEVICE, "glucose", "Meter", datetime(2026, 1, 1, tzinfo=UTC))
     )
-    status = Store.read_status(state_dir)
+    # carebox status is another, synchronous process: here a thread stands in for it
+    status = await asyncio.to_thread(Store.read_status, state_dir)
     assert status.stats.queue_depth == 4
     assert status.stats.oldest_waiting is not None
     assert status.stats.size_bytes > 0
@@ -169,4 +175,5 @@ async def test_files_are_private(store: Store, state_dir: Path) -> None:
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((state_dir / "keys").stat().st_mode) == 0o700
     assert stat.S_IMODE((state_dir / "keys" / "store.kek").stat().st_mode) == 0o600
-    assert stat.S_IMODE((state_dir / "store.db").stat().st_mode) == 0o600
+    for name in ("store.db", "store.db-wal", "store.db-shm", "store.lock"):
+        assert stat.S_IMODE((state_dir / name).stat().st_mode) == 0o600, name

@@ -1,0 +1,212 @@
+"""Benchmark of the encrypted store: add (batches of 100, sealing included) beside stdlib
+sqlite3 executemany of same-size blobs with the same pragmas, lease+ack, bytes on disk per
+waiting reading, and RSS growth from 0 to 1,000,000 waiting. Last line: one JSON object.
+
+    .venv/bin/python bench/store.py [--million N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import struct
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from device_drivers.reading import Reading
+from gateway.store import Store
+
+BATCH = 100
+ADD_READINGS = 20_000
+DISK_READINGS = 100_000
+RECEIVED = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+
+
+def bp(n: int) -> Reading:
+    """A real Blood Pressure Measurement (mmHg, time stamp, pulse), distinct for each n."""
+    minute, rest = n % 60, n // 60
+    hour, rest = rest % 24, rest // 24
+    day, rest = rest % 28 + 1, rest // 28
+    month, year = rest % 12 + 1, 2000 + rest // 12
+    value = (
+        bytes([0x06])
+        + struct.pack("<HHH", 120 + n % 60, 80 + n % 30, 95)
+        + struct.pack("<HBBBBB", year, month, day, hour, minute, n % 60)
+        + struct.pack("<H", 60 + n % 40)
+    )
+    return Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED, clock_trusted=True)
+
+
+class _Precomputed(Reading):
+    """A Reading whose identity and PHD timestamp were computed beforehand: `add` with it
+    measures the store's own cost (sealing, HMAC, SQLite) without the decode."""
+
+    __slots__ = ("_keys",)
+
+    def identity(self) -> str:
+        return self._keys[0]  # type: ignore[no-any-return]
+
+    def phd_timestamp_part(self) -> str:
+        return self._keys[1]  # type: ignore[no-any-return]
+
+
+def precomputed(r: Reading) -> Reading:
+    p = _Precomputed(r.device, r.characteristic, r.value, r.received_at, r.clock_trusted)
+    object.__setattr__(p, "_keys", (r.identity(), r.phd_timestamp_part()))
+    return p
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def files_bytes(state_dir: Path) -> int:
+    return sum(p.stat().st_size for p in state_dir.glob("store.db*"))
+
+
+def bench_reading_keys() -> float:
+    """`Reading.identity()` + `phd_timestamp_part()` alone (the device_drivers decode), which
+    `add` must call once per reading: a ceiling on add_per_s that is not the store's."""
+    readings = [bp(n) for n in range(ADD_READINGS)]
+    t0 = time.perf_counter()
+    for r in readings:
+        r.identity()
+        r.phd_timestamp_part()
+    return ADD_READINGS / (time.perf_counter() - t0)
+
+
+async def bench_add_store_only(root: Path) -> float:
+    batches = [
+        [precomputed(bp(i * BATCH + j)) for j in range(BATCH)] for i in range(ADD_READINGS // BATCH)
+    ]
+    async with await Store.open(root / "add-store-only", min_free_mb=0) as store:
+        t0 = time.perf_counter()
+        for batch in batches:
+            await store.add(batch)
+        elapsed = time.perf_counter() - t0
+        assert (await store.stats()).queue_depth == ADD_READINGS
+    return ADD_READINGS / elapsed
+
+
+async def bench_add(root: Path) -> tuple[float, float]:
+    batches = [[bp(i * BATCH + j) for j in range(BATCH)] for i in range(ADD_READINGS // BATCH)]
+    async with await Store.open(root / "add", min_free_mb=0) as store:
+        t0 = time.perf_counter()
+        for batch in batches:
+            await store.add(batch)
+        add_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        drained = 0
+        while leased := await store.lease(BATCH):
+            await store.ack([s.id for s in leased])
+            drained += len(leased)
+        lease_ack_s = time.perf_counter() - t0
+        assert drained == ADD_READINGS
+    return ADD_READINGS / add_s, ADD_READINGS / lease_ack_s
+
+
+def bench_raw(root: Path, blob_len: int) -> float:
+    """Same rows, same pragmas, same batch size and one commit per batch: the limit."""
+    conn = sqlite3.connect(root / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, rid BLOB NOT NULL UNIQUE, "
+        "key_id INTEGER NOT NULL, captured_at INTEGER NOT NULL, "
+        "lease_until REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
+        "payload BLOB NOT NULL)"
+    )
+    rows = [
+        [(os.urandom(16), 2, 1_700_000_000_000, os.urandom(blob_len)) for _ in range(BATCH)]
+        for _ in range(ADD_READINGS // BATCH)
+    ]
+    t0 = time.perf_counter()
+    for batch in rows:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO outbox (rid, key_id, captured_at, payload) VALUES (?, ?, ?, ?)", batch
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return ADD_READINGS / elapsed
+
+
+async def fill(store: Store, start: int, count: int) -> None:
+    chunk = 1000
+    for base in range(start, start + count, chunk):
+        await store.add([bp(n) for n in range(base, base + chunk)])
+
+
+async def bench_footprint(root: Path, million: int) -> tuple[float, float, float]:
+    state_dir = root / "big"
+    async with await Store.open(state_dir, min_free_mb=0, max_mb=4096) as store:
+        await fill(store, 0, 1000)  # warm every code path once, then drain to "none waiting"
+        while leased := await store.lease(1000):
+            await store.ack([s.id for s in leased])
+        await store.prune()
+        assert (await store.stats()).queue_depth == 0
+        rss_empty = rss_mib()
+        before = files_bytes(state_dir)
+        await fill(store, 10_000, DISK_READINGS)
+        await store.prune()  # checkpoint: count the bytes in the main file
+        per_reading = (files_bytes(state_dir) - before) / DISK_READINGS
+        await fill(store, 10_000 + DISK_READINGS, million - DISK_READINGS)
+        stats = await store.stats()
+        assert stats.queue_depth == million, stats
+        leased = await store.lease(BATCH)  # streaming: a lease reads only what it returns
+        await store.release([s.id for s in leased])
+        rss_full = rss_mib()
+    return per_reading, rss_full - rss_empty, rss_full
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--million", type=int, default=1_000_000, help="readings for RSS")
+    args = parser.parse_args()
+    args.million = max(args.million, DISK_READINGS)
+    with tempfile.TemporaryDirectory(prefix="carebox-bench-store-", dir="/var/tmp") as tmp:
+        root = Path(tmp)
+        add_per_s, lease_ack_per_s = await bench_add(root)
+        async with await Store.open(root / "size", min_free_mb=0) as store:
+            await store.add([bp(n) for n in range(BATCH)])
+        conn = sqlite3.connect(root / "size" / "store.db")
+        blob_len = round(conn.execute("SELECT avg(length(payload)) FROM outbox").fetchone()[0])
+        conn.close()
+        raw_per_s = bench_raw(root, blob_len)
+        keys_per_s = bench_reading_keys()
+        store_only_per_s = await bench_add_store_only(root)
+        per_reading, rss_growth, rss_full = await bench_footprint(root, args.million)
+    print(
+        json.dumps(
+            {
+                "bench": "store",
+                "add_per_s": round(add_per_s),
+                "raw_sqlite_per_s": round(raw_per_s),
+                "add_ratio": round(add_per_s / raw_per_s, 3),
+                "reading_keys_per_s": round(keys_per_s),
+                "add_store_only_per_s": round(store_only_per_s),
+                "add_store_only_ratio": round(store_only_per_s / raw_per_s, 3),
+                "lease_ack_per_s": round(lease_ack_per_s),
+                "bytes_per_reading": round(per_reading, 1),
+                "rss_growth_mib": round(rss_growth, 2),
+                "rss_mib": round(rss_full, 1),
+                "waiting_for_rss": args.million,
+                "payload_bytes": blob_len,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
