@@ -52,38 +52,45 @@ class Reading:
         """The typed value; `MalformedValue` if the bytes do not decode."""
         return decode(self.characteristic, self.value)
 
+    def _decoded(self) -> Codec | None:
+        try:
+            return self.measurement()
+        except MalformedValue:
+            return None
+
     def device_timestamp(self) -> datetime | None:
         """The device's own time for this measurement, as it sent it (naive local time).
 
         Glucose: base time plus the time offset field, as the Glucose Service defines it.
         """
-        try:
-            m = self.measurement()
-        except MalformedValue:
-            return None
-        stamp = getattr(m, "timestamp", None) or getattr(m, "base_time", None)
-        if not isinstance(stamp, datetime):
-            return None
-        offset = getattr(m, "time_offset", None)
-        if isinstance(offset, int):
-            stamp += timedelta(minutes=offset)
-        return stamp
+        return _device_timestamp(self._decoded())
 
     def sequence_number(self) -> int | None:
-        try:
-            seq = getattr(self.measurement(), "sequence_number", None)
-        except MalformedValue:
-            return None
+        seq = getattr(self._decoded(), "sequence_number", None)
         return seq if isinstance(seq, int) else None
+
+    def capture_keys(self) -> tuple[str, str]:
+        """`(identity(), phd_timestamp_part())` from one decode: what the store computes once at
+        capture, on its hot path."""
+        m = self._decoded()
+        stamp = _device_timestamp(m)
+        seq = getattr(m, "sequence_number", None)
+        return self._identity(seq if isinstance(seq, int) else None, stamp), self._phd(stamp)
 
     def identity(self) -> str:
         """A stable identifier from what the reading is: device, characteristic, sequence number
         or device time (the receive time when it has neither, or its bytes do not decode, so two
-        such readings stay two),
-        and value. The store computes it once at capture and keeps it; never recompute it for a
-        stored reading."""
-        seq = self.sequence_number()
-        stamp = self.device_timestamp()
+        such readings stay two), and value. The store computes it once at capture and keeps it;
+        never recompute it for a stored reading."""
+        return self.capture_keys()[0]
+
+    def phd_timestamp_part(self) -> str:
+        """The PHD IG dedup identifier's timestamp part (FHIR.md section 10): whole seconds since
+        2000-01-01T00:00:00 of the device's local time as sent, BLE Date Time having 1 s
+        resolution and no offset; the receive time (UTC) for a reading without a device time."""
+        return self._phd(self.device_timestamp())
+
+    def _identity(self, seq: int | None, stamp: datetime | None) -> str:
         if seq is not None:
             when = f"seq:{seq}"
         elif stamp is not None:
@@ -95,11 +102,17 @@ class Reading:
         )
         return hashlib.sha256(material.encode()).hexdigest()[:32]
 
-    def phd_timestamp_part(self) -> str:
-        """The PHD IG dedup identifier's timestamp part (FHIR.md section 10): whole seconds since
-        2000-01-01T00:00:00 of the device's local time as sent, BLE Date Time having 1 s
-        resolution and no offset; the receive time (UTC) for a reading without a device time."""
-        stamp = self.device_timestamp()
+    def _phd(self, stamp: datetime | None) -> str:
         if stamp is None:
             stamp = self.received_at.astimezone(UTC).replace(tzinfo=None)
         return str(int((stamp - PHD_EPOCH).total_seconds()))
+
+
+def _device_timestamp(m: Codec | None) -> datetime | None:
+    stamp = getattr(m, "timestamp", None) or getattr(m, "base_time", None)
+    if not isinstance(stamp, datetime):
+        return None
+    offset = getattr(m, "time_offset", None)
+    if isinstance(offset, int):
+        stamp += timedelta(minutes=offset)
+    return stamp

@@ -295,9 +295,9 @@ class _Engine:
         rows = []
         ids = []
         for reading in readings:
-            identity = reading.identity()  # once, at capture
+            identity, phd_timestamp = reading.capture_keys()  # once, at capture, one decode
             rid = crypto.row_key(self.index_key, identity)
-            payload = pack_reading(reading, identity, reading.phd_timestamp_part())
+            payload = pack_reading(reading, identity, phd_timestamp)
             rows.append(
                 (rid, sealer.key_id, now, sealer.seal(_aad(sealer.key_id, rid), payload), rid)
             )

@@ -1,0 +1,44 @@
+"""`Reading.capture_keys()` is the one-decode form of `identity()` and `phd_timestamp_part()`:
+the store relies on the two agreeing for every kind of reading."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from device_drivers.reading import Reading
+
+RECEIVED = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("uuid", "hex_value"),
+    [
+        (0x2A35, "06780050006400ea070b1c0f1e004800"),  # BP with a device timestamp
+        (0x2A35, "00780050006400"),  # BP without a timestamp: the receive time counts
+        (0x2A18, "030100ea070b1c0f1e00ffff5fb011"),  # glucose, time offset -1 min, seq 1
+        (0x2A9D, "02b036ea070b1c0f1e00"),  # weight with a timestamp
+        (0x2A35, "1e"),  # undecodable bytes
+    ],
+)
+def test_capture_keys_equal_the_separate_calls(uuid: int, hex_value: str) -> None:
+    r = Reading("C0:11:22:33:44:55", uuid, bytes.fromhex(hex_value), RECEIVED, True)
+    assert r.capture_keys() == (r.identity(), r.phd_timestamp_part())
+
+
+def test_glucose_identity_uses_the_sequence_number_and_offset_time() -> None:
+    r = Reading(
+        "C0:11:22:33:44:55", 0x2A18, bytes.fromhex("030100ea070b1c0f1e00ffff5fb011"), RECEIVED, True
+    )
+    assert r.sequence_number() == 1
+    assert r.device_timestamp() == datetime(2026, 11, 28, 15, 29, 0)
+    # 2026-11-28T15:29:00 is 849,194,940 s after 2000-01-01T00:00:00.
+    assert r.phd_timestamp_part() == "849194940"
+
+
+def test_readings_without_time_or_sequence_stay_two() -> None:
+    value = bytes.fromhex("00780050006400")
+    a = Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED, True)
+    b = Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED.replace(minute=5), True)
+    assert a.identity() != b.identity()
