@@ -22,8 +22,6 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,11 +44,12 @@ from gateway.systemd import Notifier, Watchdog
 log = logging.getLogger("carebox.service")
 
 FLUSH_S: Final = 6.0  # part of systemd's 10 s TimeoutStopSec left for delivery at SIGTERM
+FLUSH_POLL_S: Final = 0.1  # at shutdown only: how often to look whether the queue drained
 CLOSE_S: Final = 2.0  # closing the store: one checkpoint of the WAL
 RESTART_MIN_S: Final = 1.0  # a failed part restarts after this, doubling...
 RESTART_MAX_S: Final = 60.0  # ...up to this: a broken adapter must not spin the CPU
 HEALTHY_AFTER_S: Final = 120.0  # a part that ran this long resets its restart backoff
-STATUS_WRITE_S: Final = 5.0  # runtime status refresh (tmpfs; `carebox status` reads it)
+STATUS_WRITE_S: Final = 5.0  # how stale `carebox status` may find the upstream state
 HEARTBEAT_S: Final = 30.0  # each loop beats at least this often; the watchdog waits 3x
 
 
@@ -79,12 +78,6 @@ def runtime_dir(config: Config) -> Path:
     return Path(run.split(":")[0]) if run else config.state_dir / "run"
 
 
-@dataclass(frozen=True, slots=True)
-class Counters:
-    committed: int
-    delivered: int
-
-
 class Service:
     """The whole pipeline for one config. `world` injects a simulated world (demo, tests)."""
 
@@ -103,8 +96,7 @@ class Service:
         self.store: Store | None = None
         self.central: Any = None
         self.uplink: Any = None
-        self.committed = 0
-        self.delivered = 0
+        self.committed = 0  # readings committed by this process (the demo's view shows it)
         self._known_devices: dict[str, Any] = {}
         self._stopping = asyncio.Event()
         self._watchdog = Watchdog(self.notifier)
@@ -166,9 +158,6 @@ class Service:
 
     # -- wiring -------------------------------------------------------------------------------
 
-    def _on_delivered(self, ids: Sequence[str]) -> None:
-        self.delivered += len(ids)
-
     async def run(self) -> None:
         """Until `stop()` (or SIGTERM/SIGINT when `install_signals`)."""
         from gateway.ble import Central
@@ -195,7 +184,6 @@ class Service:
                 version=__version__,
                 clock_trusted=self.clock.trusted,
                 events_cursor=config.state_dir / "events.cursor",
-                on_delivered=self._on_delivered,
             )
             self.uplink = uplink
             self.central = Central(
@@ -244,7 +232,7 @@ class Service:
                     if stats.queue_depth == 0:
                         return
                     self.uplink.wake()
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(FLUSH_POLL_S)
 
     async def _supervise(self, name: str, part: Callable[[], Awaitable[None]]) -> None:
         delay = RESTART_MIN_S
@@ -284,25 +272,28 @@ class Service:
     async def _status_loop(self) -> None:
         beat = self._watchdog.register("carebox.status", HEARTBEAT_S * 3)
         path = runtime_dir(self.config) / "status.json"
+        written: dict[str, object] | None = None
         while True:
             beat.beat()
             state = self.uplink.state if self.uplink is not None else None
-            doc = {
+            connected = bool(state and state.connected)
+            last_sync = state.last_sync if state else None
+            doc: dict[str, object] = {
                 "pid": os.getpid(),
-                "updated": datetime.now(UTC).isoformat(),
                 "clock_trusted": self.clock.trusted(),
                 "upstream": {
-                    "connected": bool(state and state.connected),
+                    "connected": connected,
                     "protocol": state.protocol if state else None,
-                    "last_sync": state.last_sync.isoformat() if state and state.last_sync else None,
+                    "last_sync": last_sync.isoformat() if last_sync else None,
                     "last_error": state.last_error if state else None,
                     "error_layer": state.error_layer if state else None,
                 },
             }
-            await asyncio.to_thread(_write_private_json, path, doc)
-            self.notifier.status(
-                "upstream connected" if doc["upstream"]["connected"] else "upstream waiting"  # type: ignore[index]
-            )
+            # Written on change only: outside systemd the runtime dir is on the SD card (L2.6).
+            if doc != written:
+                await asyncio.to_thread(_write_private_json, path, doc)
+                self.notifier.status("upstream connected" if connected else "upstream waiting")
+                written = doc
             await asyncio.sleep(STATUS_WRITE_S)
 
     def stop(self) -> None:

@@ -74,7 +74,7 @@ class Observer:
             return
         with self._lock:
             self.messages += 1
-            for ident in _primary_identifiers(bundle):
+            for ident in primary_identifiers(bundle):
                 self.identifiers[ident] += 1
 
     def delivered(self) -> int:
@@ -88,7 +88,7 @@ class Observer:
             return sum(n - 1 for n in self.identifiers.values())
 
 
-def _primary_identifiers(bundle: Any) -> list[str]:
+def primary_identifiers(bundle: Any) -> list[str]:
     found: list[str] = []
     for entry in bundle.get("entry", []) if isinstance(bundle, dict) else []:
         res = entry.get("resource", {})

@@ -15,7 +15,7 @@ from typing import Final
 
 import pytest
 
-from gateway.demo.observer import _primary_identifiers
+from gateway.demo.observer import primary_identifiers
 from tests.fixtures.mosquitto import LocalBroker, Subscriber, start_broker
 from tests.fixtures.pki import TestPki, make_test_pki
 
@@ -118,7 +118,7 @@ def _start(config: Path) -> subprocess.Popen[bytes]:
 def _delivered(sub: Subscriber) -> set[str]:
     ids: set[str] = set()
     for msg in sub.on("observations"):
-        ids.update(_primary_identifiers(json.loads(msg.payload)))
+        ids.update(primary_identifiers(json.loads(msg.payload)))
     return ids
 
 
