@@ -48,6 +48,7 @@ from decimal import Decimal
 from typing import ClassVar, Final
 
 from device_drivers.current_time import NO_ADJUSTMENT, AdjustReason, CurrentTime
+from device_drivers.device_information import STRING_CHARACTERISTICS, BatteryLevel, SystemId
 from device_drivers.errors import MalformedValue
 from device_drivers.glucose import (
     ConcentrationUnit,
@@ -277,8 +278,7 @@ class GlucoseMeter(SimulatedDevice):
         return value
 
     def _information(self, uuid: int) -> bytes | None:
-        """Device Information and Battery values, encoded inline (UTF-8 strings, the 8-octet
-        System ID, one octet of percent); the one place to switch to their codecs."""
+        """Device Information and Battery values, through their codecs."""
         strings = {
             0x2A29: self.manufacturer,
             0x2A24: self.model_number,
@@ -286,11 +286,11 @@ class GlucoseMeter(SimulatedDevice):
             0x2A26: self.firmware_revision,
         }
         if uuid in strings:
-            return strings[uuid].encode()
+            return bytes(STRING_CHARACTERISTICS[uuid](value=strings[uuid]))
         if uuid == 0x2A23:
-            return bytes(self.system_id)
+            return bytes(SystemId.from_bytes(self.system_id))
         if uuid == 0x2A19:
-            return bytes([self.battery_level])
+            return bytes(BatteryLevel(battery_level=self.battery_level))
         return None
 
     def subscribed(self, uuid: int) -> Sequence[Emit]:

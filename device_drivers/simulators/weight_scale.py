@@ -20,7 +20,7 @@ from device_drivers.simulators.base import (
     Security,
     ServiceSpec,
 )
-from device_drivers.simulators.blood_pressure_monitor import StoringDevice
+from device_drivers.simulators.storing import StoringDevice
 from device_drivers.weight_scale import (
     HeightResolution,
     WeightMeasurement,
