@@ -28,7 +28,8 @@ from device_drivers.simulators.blood_pressure_monitor import BloodPressureMonito
 from device_drivers.simulators.glucose_meter import GlucoseMeter
 from gateway.ble import Central, SessionTimings
 from gateway.ble.simulated import World
-from tests.gateway.ble.fakes import FakeDeviceRecord, FakeStore
+from gateway.store import Store
+from tests.gateway.ble.fakes import RecordingStore, device_record, recording_store
 
 ROUNDS = 40
 IDLE_S = 60.0
@@ -39,9 +40,11 @@ class _Config:
     adapter = "hci0"
 
 
-class TimedStore(FakeStore):
-    def __init__(self) -> None:
-        super().__init__()
+class TimedStore(RecordingStore):
+    """The real store; `committed` is set when a commit returned (durable)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
         self.committed: asyncio.Event = asyncio.Event()
 
     async def add(self, readings: Any, *, cursor: Any = None) -> list[str]:
@@ -58,8 +61,8 @@ async def advert_to_commit(state: Path) -> list[float]:
     world = World(state_dir=state / "a", advert_interval_s=0.1)  # 100 ms: a cuff's interval
     cuff = BloodPressureMonitor(address="C0:B9:00:00:00:01", name="cuff", clock=local)
     world.add(cuff)
-    store = TimedStore()
-    await store.upsert_device(FakeDeviceRecord(cuff.address, "blood_pressure", "cuff"))
+    store = TimedStore(await Store.open(state / "a" / "store", min_free_mb=0))
+    await store.upsert_device(device_record(cuff.address, "blood_pressure", "cuff"))
     central = Central(
         store,
         _Config(),
@@ -91,6 +94,7 @@ async def advert_to_commit(state: Path) -> list[float]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await store.store.close()
     return out
 
 
@@ -100,8 +104,12 @@ async def glucose_rate(state: Path) -> float:
     for i in range(1000):
         meter.measure(Decimal("0.000") + Decimal(50 + i % 50) / Decimal(100000))
     world.add(meter)
-    store = FakeStore()
-    await store.upsert_device(FakeDeviceRecord(meter.address, "glucose", "meter"))
+    async with recording_store(state / "g") as store:
+        await store.upsert_device(device_record(meter.address, "glucose", "meter"))
+        return await _glucose_rate(store, meter, world, state)
+
+
+async def _glucose_rate(store: RecordingStore, meter: Any, world: World, state: Path) -> float:
     central = Central(
         store, _Config(), clock_trusted=lambda: True, state_dir=state / "g", world=world
     )
@@ -122,11 +130,15 @@ async def glucose_rate(state: Path) -> float:
 
 async def idle_cpu(state: Path) -> float:
     world = World(state_dir=state / "i")
-    store = FakeStore()
-    for n in range(5):
-        dev = BloodPressureMonitor(address=f"C0:B9:00:00:01:0{n}", name="cuff", clock=local)
-        world.add(dev)
-        await store.upsert_device(FakeDeviceRecord(dev.address, "blood_pressure", "cuff"))
+    async with recording_store(state / "i") as store:
+        for n in range(5):
+            dev = BloodPressureMonitor(address=f"C0:B9:00:00:01:0{n}", name="cuff", clock=local)
+            world.add(dev)
+            await store.upsert_device(device_record(dev.address, "blood_pressure", "cuff"))
+        return await _idle_cpu(store, world, state)
+
+
+async def _idle_cpu(store: RecordingStore, world: World, state: Path) -> float:
     central = Central(
         store, _Config(), clock_trusted=lambda: True, state_dir=state / "i", world=world
     )

@@ -20,7 +20,7 @@ from device_drivers.simulators.weight_scale import WeightScale
 from gateway.ble.central import Central
 from gateway.ble.session import SessionTimings
 from gateway.ble.simulated import World
-from tests.gateway.ble.fakes import FakeDeviceRecord, FakeStore
+from tests.gateway.ble.fakes import RecordingStore, device_record, recording_store
 
 FAST = SessionTimings(linger_s=0.05, record_gap_s=1.0, racp_batch=100)
 
@@ -42,12 +42,14 @@ def world(tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
+async def store(tmp_path: Path) -> AsyncIterator[RecordingStore]:
+    """The real encrypted store, recording the central's calls for the assertions."""
+    async with recording_store(tmp_path) as s:
+        yield s
 
 
 async def enroll(store: Any, address: str, kind: str, name: str = "dev") -> None:
-    await store.upsert_device(FakeDeviceRecord(address.upper(), kind, name))
+    await store.upsert_device(device_record(address, kind, name))
 
 
 @pytest.fixture

@@ -1,29 +1,30 @@
-"""Test doubles: an in-memory store with the surface `gateway.ble.ports.Store` names (used
-only until the real store is importable), and helpers to build measurement bytes."""
+"""The real store, recording what the BLE layer did so tests can look synchronously, and
+helpers to build measurement bytes."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from device_drivers.reading import Reading
+from gateway.store import DeviceRecord, Store
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class FakeDeviceRecord:
-    address: str
-    kind: str
-    name: str | None = None
-    paired_at: datetime | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    serial_number: str | None = None
+def device_record(address: str, kind: str, name: str = "dev") -> DeviceRecord:
+    return DeviceRecord(address.upper(), kind, name, paired_at=datetime.now(UTC))
 
 
-class FakeStore:
-    def __init__(self) -> None:
+class RecordingStore:
+    """`gateway.store.Store` itself (encryption, dedup by identity, the cursor in the commit's
+    transaction, the event-detail rules), with an in-memory log of the calls the central made:
+    `readings` newly stored, in commit order; `cursors`, `records`, `events`, `touched`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.readings: list[Reading] = []
         self.ids: set[str] = set()
         self.cursors: dict[str, int] = {}
@@ -34,38 +35,44 @@ class FakeStore:
     async def add(
         self, readings: Sequence[Reading], *, cursor: tuple[str, int] | None = None
     ) -> list[str]:
-        out = []
-        for r in readings:
-            i = r.identity()
-            if i not in self.ids:
-                self.ids.add(i)
-                self.readings.append(r)
-            out.append(i)
+        ids = await self.store.add(readings, cursor=cursor)
+        for reading, rid in zip(readings, ids, strict=True):
+            if rid not in self.ids:
+                self.ids.add(rid)
+                self.readings.append(reading)
         if cursor is not None:
             self.cursors[cursor[0]] = cursor[1]
-        return out
+        return ids
 
     async def cursor(self, device: str) -> int | None:
-        return self.cursors.get(device)
+        return await self.store.cursor(device)
 
     async def devices(self) -> list[Any]:
-        return list(self.records.values())
+        return list(await self.store.devices())
 
     async def upsert_device(self, record: Any) -> None:
+        await self.store.upsert_device(record)
         self.records[record.address] = record
 
     async def touch_device(self, address: str, *, at: datetime, battery: int | None = None) -> None:
+        await self.store.touch_device(address, at=at, battery=battery)
         self.touched.append((address, at, battery))
 
     async def record_event(self, kind: str, **detail: Any) -> None:
-        # The real store's contract: event details are scalars (it refuses anything else).
-        for key, value in detail.items():
-            if not isinstance(value, str | int | float | bool):
-                raise TypeError(f"event detail {key!r} must be str, int, float or bool")
+        await self.store.record_event(kind, **detail)
         self.events.append((kind, detail))
 
     def events_of(self, kind: str) -> list[dict[str, Any]]:
         return [d for k, d in self.events if k == kind]
+
+
+@asynccontextmanager
+async def recording_store(state_dir: Path) -> AsyncIterator[RecordingStore]:
+    store = await Store.open(state_dir / "store", min_free_mb=0)
+    try:
+        yield RecordingStore(store)
+    finally:
+        await store.close()
 
 
 # -- a minimal cuff, speaking raw bytes, for backend-level tests independent of the codecs --

@@ -82,7 +82,7 @@ async def test_no_records_found_is_a_clean_session(
 ) -> None:
     meter = meter_with(world, 3)
     await enroll(store, meter.address, "glucose")
-    store.cursors[meter.address] = 2  # everything already fetched by an earlier run
+    await store.add([], cursor=(meter.address, 2))  # everything already fetched by an earlier run
     async with run_central() as central:
         await until(lambda: central.devices[meter.address].sessions == 1)
     assert store.readings == []
