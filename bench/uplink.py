@@ -9,9 +9,9 @@ Figures (last line, one JSON object):
 - commit_to_puback_p50_ms / _p99_ms: a reading committed while the uplink is online and idle
   -> its PUBACK.
 
-The outbox: `gateway.store` when it is importable and exposes the uplink's Outbox calls,
-else an in-memory outbox with the same contract (named in the output as "store"). The mapper
-is a JSON stand-in of ~300 bytes per reading unless `gateway.fhir` is wired (not yet).
+What drains is the gateway's own path: readings committed in the real encrypted store
+(`gateway.store`), leased, mapped to FHIR transaction Bundles by `gateway.fhir` exactly as the
+service does, published, PUBACKed and acked in the store.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -34,18 +36,22 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from device_drivers.reading import Reading  # noqa: E402
 from gateway import __version__  # noqa: E402
+from gateway.fhir import FhirContext, build_bundle, bundle_to_json  # noqa: E402
+from gateway.store import Store, StoredReading  # noqa: E402
 from gateway.uplink.broker import LocalBroker  # noqa: E402
 from gateway.uplink.config import UplinkSettings  # noqa: E402
 from gateway.uplink.devpki import make_dev_pki  # noqa: E402
 from gateway.uplink.service import Uplink  # noqa: E402
-from tests.fixtures.outbox import Item, MemoryOutbox, json_mapper  # noqa: E402
 
 N_DRAIN = 100_000
 N_RAW_PER_MESSAGE = 20_000  # ~2-3 s at the per-message rate: enough for a stable rate
 N_LATENCY = 300
 RAW_INFLIGHT = 20
-READING_BYTES = 120  # hex-encoded in the JSON stand-in: ~300 bytes per reading in a bundle
+ADD_BATCH = 1_000
+CUFF = "C0:11:22:33:44:55"
+RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TIMEOUT_S = 600.0
 
 
@@ -83,35 +89,53 @@ def raw_publish(broker: LocalBroker, pki_dir: Path, payloads: list[bytes], ca: P
     return elapsed
 
 
+def bp_reading(n: int) -> Reading:
+    """A cuff reading with its own device timestamp (distinct identity and PHD identifier)."""
+    stamp = datetime(2020, 1, 1) + timedelta(minutes=n)
+    value = bytes([0x06, 120 + n % 60, 0, 80 + n % 30, 0, 95, 0])
+    value += stamp.year.to_bytes(2, "little") + bytes(
+        [stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second]
+    )
+    value += (60 + n % 40).to_bytes(2, "little")
+    return Reading(CUFF, 0x2A35, value, RECEIVED, clock_trusted=True)
+
+
 async def main() -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="carebox-bench-"))
     pki = make_dev_pki(tmp / "pki", gateway_id="cbx-bench")
     pki.client_for("raw")
     broker = LocalBroker(pki, tmp / "broker")
     broker.start()
+    store = await Store.open(tmp / "state", min_free_mb=0)
     try:
-        outbox = MemoryOutbox()
-        store_name = "memory (gateway.store not merged on this branch yet)"
-        outbox.add(
-            *(
-                Item(f"r{i:07d}", (i % 251).to_bytes(1, "big") * READING_BYTES)
-                for i in range(N_DRAIN)
-            )
+        for start_n in range(0, N_DRAIN, ADD_BATCH):
+            await store.add([bp_reading(n) for n in range(start_n, start_n + ADD_BATCH)])
+        ctx = FhirContext(
+            gateway_id="cbx-bench",
+            patient_system="urn:oid:1.2.250.1.213.1.4.8",
+            patient_value="424242",
+            tz=ZoneInfo("Europe/Paris"),
         )
         sent: list[tuple[int, bytes]] = []  # the drain's payloads, for the raw replay
         recording = True
 
-        def mapper(items: Sequence[Item]) -> bytes:
-            payload = json_mapper(items)
+        def mapper(items: Sequence[StoredReading]) -> bytes:
+            payload = bundle_to_json(build_bundle(items, ctx))
             if recording:
                 sent.append((len(items), payload))
             return payload
 
         committed: dict[str, float] = {}
         latencies: list[float] = []
+        delivered = 0
+        all_delivered = asyncio.Event()
 
         def on_delivered(ids: Sequence[str]) -> None:
+            nonlocal delivered
             now = time.perf_counter()
+            delivered += len(ids)
+            if delivered >= N_DRAIN:
+                all_delivered.set()
             latencies.extend(now - committed.pop(i) for i in ids if i in committed)
 
         settings = UplinkSettings(
@@ -121,25 +145,26 @@ async def main() -> dict[str, object]:
             key=pki.client.key_path,
             gateway_id="cbx-bench",
         )
-        uplink = Uplink(settings, outbox, mapper, version=__version__, on_delivered=on_delivered)
+        uplink = Uplink(settings, store, mapper, version=__version__, on_delivered=on_delivered)
         start = time.perf_counter()
         task = asyncio.create_task(uplink.run())
         async with asyncio.timeout(TIMEOUT_S):
-            while outbox.waiting:  # noqa: ASYNC110 - a bench polls at 1 ms resolution
+            await all_delivered.wait()
+            # ...and acknowledged in the store (the uplink coalesces its acks).
+            while (await store.stats()).queue_depth:  # noqa: ASYNC110 - the bench watches
                 await asyncio.sleep(0.001)
         drain_s = time.perf_counter() - start
         recording = False
-        assert len(outbox.acked) == N_DRAIN
 
         # Latency: one reading at a time, committed while online and idle.
         await asyncio.sleep(0.2)
         for i in range(N_LATENCY):
-            item = Item(f"l{i:05d}", b"\x01" * READING_BYTES)
-            committed[item.id] = time.perf_counter()
-            outbox.add(item)
+            t0 = time.perf_counter()
+            (rid,) = await store.add([bp_reading(N_DRAIN + i)])
+            committed[rid] = t0
             uplink.wake()
             async with asyncio.timeout(10):
-                while item.id in committed:  # noqa: ASYNC110
+                while rid in committed:  # noqa: ASYNC110
                     await asyncio.sleep(0.0005)
             await asyncio.sleep(0.005)
         task.cancel()
@@ -162,8 +187,8 @@ async def main() -> dict[str, object]:
         lat_ms = sorted(x * 1000 for x in latencies)
         return {
             "bench": "uplink",
-            "store": store_name,
-            "mapper": "json stand-in (gateway.fhir not wired)",
+            "store": "gateway.store (encrypted SQLite)",
+            "mapper": "gateway.fhir transaction Bundles",
             "readings": N_DRAIN,
             "messages": len(drain_payloads),
             "bytes_per_reading": bytes_per_reading,
@@ -178,6 +203,7 @@ async def main() -> dict[str, object]:
             "latency_samples": len(lat_ms),
         }
     finally:
+        await store.close()
         broker.stop()
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import struct
 import types
 import typing
@@ -69,6 +70,7 @@ class Codec(Protocol):
 
 
 _REGISTRY: dict[int, type[Codec]] = {}
+DECODE_CACHE_SIZE: Final = 4096  # a few uplink batches: each reading decodes once per mapping
 C = TypeVar("C", bound=type[Any])
 
 
@@ -98,8 +100,17 @@ def codec_for(uuid: int) -> type[Codec]:
 
 
 def decode(uuid: int, data: bytes) -> Codec:
-    """Decode one characteristic value; raises only `MalformedValue` or `UnknownCharacteristic`."""
-    return codec_for(uuid).from_bytes(bytes(data))
+    """Decode one characteristic value; raises only `MalformedValue` or `UnknownCharacteristic`.
+
+    Values are immutable and decoding is pure, so recent results are kept: the gateway reads
+    a reading's fields at capture, then its time and value when mapping it, from the same bytes.
+    """
+    return _decode_cached(uuid, bytes(data))
+
+
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
+def _decode_cached(uuid: int, data: bytes) -> Codec:
+    return codec_for(uuid).from_bytes(data)
 
 
 class ByteReader:
