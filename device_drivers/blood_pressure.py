@@ -75,6 +75,9 @@ class _Flags(enum.IntFlag):
     MEASUREMENT_STATUS = 0x10
 
 
+_KPA, _TIME_STAMP, _PULSE_RATE, _USER_ID, _MEASUREMENT_STATUS = (int(f) for f in _Flags)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeasurementStatus:
     """The optional Measurement Status field (u16). Bit 0 body movement, 1 cuff too loose,
@@ -120,17 +123,17 @@ _Fields = tuple[
 
 def _read(uuid: int, data: bytes) -> _Fields:
     r = ByteReader(uuid, data)
-    flags = _Flags(r.u8("flags") & 0x1F)
-    unit = PressureUnit.KPA if flags & _Flags.KPA else PressureUnit.MMHG
+    flags = r.u8("flags")  # bits 5-7 RFU, ignored; tested as plain ints (IntFlag ops are slow)
+    unit = PressureUnit.KPA if flags & _KPA else PressureUnit.MMHG
     systolic = r.sfloat("systolic")
     diastolic = r.sfloat("diastolic")
     mean = r.sfloat("mean_arterial_pressure")
-    timestamp = r.date_time("timestamp") if flags & _Flags.TIME_STAMP else None
-    pulse_rate = r.sfloat("pulse_rate") if flags & _Flags.PULSE_RATE else None
-    user_id = r.u8("user_id") if flags & _Flags.USER_ID else None
+    timestamp = r.date_time("timestamp") if flags & _TIME_STAMP else None
+    pulse_rate = r.sfloat("pulse_rate") if flags & _PULSE_RATE else None
+    user_id = r.u8("user_id") if flags & _USER_ID else None
     status = (
         MeasurementStatus.from_int(r.u16("measurement_status"))
-        if flags & _Flags.MEASUREMENT_STATUS
+        if flags & _MEASUREMENT_STATUS
         else None
     )
     return unit, systolic, diastolic, mean, timestamp, pulse_rate, user_id, status

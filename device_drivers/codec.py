@@ -133,11 +133,12 @@ class ByteReader:
         return len(self._data) - self.offset
 
     def take(self, n: int, what: str) -> bytes:
-        if self.remaining() < n:
+        start = self.offset
+        end = start + n
+        if end > len(self._data):
             raise self.error(f"{what} needs {n} octet(s), {self.remaining()} left")
-        chunk = self._data[self.offset : self.offset + n]
-        self.offset += n
-        return chunk
+        self.offset = end
+        return self._data[start:end]
 
     def rest(self) -> bytes:
         chunk = self._data[self.offset :]
@@ -147,11 +148,20 @@ class ByteReader:
     def uint(self, n: int, what: str) -> int:
         return int.from_bytes(self.take(n, what), "little")
 
+    # u8 and u16 are every characteristic's bread and butter: read in place, without a slice.
     def u8(self, what: str) -> int:
-        return self.uint(1, what)
+        start = self.offset
+        if start >= len(self._data):
+            raise self.error(f"{what} needs 1 octet(s), 0 left")
+        self.offset = start + 1
+        return self._data[start]
 
     def u16(self, what: str) -> int:
-        return self.uint(2, what)
+        start = self.offset
+        if start + 2 > len(self._data):
+            raise self.error(f"{what} needs 2 octet(s), {self.remaining()} left")
+        self.offset = start + 2
+        return self._data[start] | self._data[start + 1] << 8
 
     def u24(self, what: str) -> int:
         return self.uint(3, what)

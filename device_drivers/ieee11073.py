@@ -17,6 +17,7 @@ exponent are ordinary numbers, so the encoder never produces a special word for 
 from __future__ import annotations
 
 import enum
+import functools
 from decimal import Decimal
 from typing import Final
 
@@ -62,6 +63,7 @@ FLOAT_SPECIALS: Final[dict[int, Special]] = {
     0x00800001: Special.RESERVED,
     0x00800002: Special.NEGATIVE_INFINITY,
 }
+WORD_CACHE_SIZE: Final = 2048
 _SFLOAT_WORD: Final = {v: k for k, v in SFLOAT_SPECIALS.items()}
 _FLOAT_WORD: Final = {v: k for k, v in FLOAT_SPECIALS.items()}
 
@@ -119,6 +121,9 @@ def _encode(
     return word
 
 
+# Physiological values repeat (the same few hundred words for pressures, pulses, weights), and
+# Decimals are immutable: remembering recent words spares the Decimal arithmetic.
+@functools.lru_cache(maxsize=WORD_CACHE_SIZE)
 def decode_sfloat(word: int) -> Measure:
     """Decode a 16-bit SFLOAT word (already assembled little-endian)."""
     return _decode(word & 0xFFFF, 12, 4, SFLOAT_SPECIALS)
@@ -129,6 +134,7 @@ def encode_sfloat(value: Measure) -> int:
     return _encode(value, 12, 4, _SFLOAT_WORD, "SFLOAT")
 
 
+@functools.lru_cache(maxsize=WORD_CACHE_SIZE)
 def decode_float(word: int) -> Measure:
     """Decode a 32-bit FLOAT word (already assembled little-endian)."""
     return _decode(word & 0xFFFFFFFF, 24, 8, FLOAT_SPECIALS)
