@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -52,9 +53,18 @@ def _urn(kind: str, key: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{kind}|{key}')}"
 
 
+@functools.lru_cache(maxsize=256)
+def _encoded(text: str) -> str:
+    return quote(text, safe="")
+
+
 def _if_none_exist(system: str, value: str) -> str:
-    # `+` in a value would read as a space, `:` and `|` are reserved: encode both parts.
-    return f"identifier={quote(system, safe='')}|{quote(value, safe='')}"
+    # `+` in a value would read as a space, `:` and `|` are reserved: encode both parts. Only
+    # the trailing timestamp changes from one observation of a device to the next, and digits
+    # need no encoding: the rest is encoded once and remembered.
+    head, dash, tail = value.rpartition("-")
+    encoded = _encoded(head + dash) + tail if tail.isdigit() else _encoded(value)
+    return f"identifier={_encoded(system)}|{encoded}"
 
 
 def observation_identifier(
