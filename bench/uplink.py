@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from device_drivers.reading import Reading  # noqa: E402
 from gateway import __version__  # noqa: E402
-from gateway.fhir import FhirContext, build_bundle, bundle_to_json  # noqa: E402
+from gateway.fhir import FhirContext, render_bundle  # noqa: E402
 from gateway.store import Store, StoredReading  # noqa: E402
 from gateway.uplink.broker import LocalBroker  # noqa: E402
 from gateway.uplink.config import UplinkSettings  # noqa: E402
@@ -120,7 +120,7 @@ async def main() -> dict[str, object]:
         recording = True
 
         def mapper(items: Sequence[StoredReading]) -> bytes:
-            payload = bundle_to_json(build_bundle(items, ctx))
+            payload = render_bundle(items, ctx)
             if recording:
                 sent.append((len(items), payload))
             return payload

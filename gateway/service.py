@@ -34,9 +34,8 @@ from gateway.fhir import (
     FhirContext,
     GatewayInfo,
     MappingError,
-    build_bundle,
-    bundle_to_json,
     needs_trusted_clock,
+    render_bundle,
 )
 from gateway.store import Store, StoredReading
 from gateway.systemd import Notifier, Watchdog
@@ -142,12 +141,12 @@ class Service:
                 if needs_trusted_clock(item.reading) and not item.reading.clock_trusted:
                     raise ClockNotTrusted(f"reading {item.id} waits for a trusted clock")
         skipped: list[MappingError] = []
-        bundle = build_bundle(items, ctx, skipped)
+        payload = render_bundle(items, ctx, skipped)
         for err in skipped:
             # Acked with its message: an undecodable value was committed as received (L8.2)
             # and its event names it; no bytes, no value in the event.
             self._event_soon("reading_unmappable", reading=str(err.item_id), reason=err.reason)
-        return bundle_to_json(bundle)
+        return payload
 
     def _event_soon(self, kind: str, **detail: str | int) -> None:
         store = self.store

@@ -5,11 +5,12 @@ Layout
     codes.py         code systems, MDC/LOINC codes, UCUM units, status bits: tables only
     context.py       FhirContext, DeviceInfo, GatewayInfo, the BundleItem protocol
     elements.py      CodeableConcept / Quantity / dataAbsentReason builders, unit conversions
-    observations.py  one decoded measurement → Observation drafts, per characteristic
+    observations.py  one decoded measurement → Observation drafts (body as JSON text)
     timing.py        effectiveDateTime: device local time → UTC, clock-offset correction
     devices.py       PhdDevice and PhgDevice resources and their identifiers
-    bundle.py        build_bundle: drafts + shared elements + devices → transaction Bundle
-    serialize.py     bundle_to_json: exact Decimals, UTF-8
+    bundle.py        render_bundle: drafts + shared elements + devices → transaction Bundle
+                     as UTF-8 JSON (the wire form); build_bundle: the same read back as a dict
+    serialize.py     to_json / bundle_to_json: exact Decimals, UTF-8
     errors.py        MappingError, NotAPatientResult
 
 Invariants
@@ -32,7 +33,7 @@ Gotchas
 
 from __future__ import annotations
 
-from gateway.fhir.bundle import build_bundle, observation_identifier
+from gateway.fhir.bundle import build_bundle, observation_identifier, render_bundle
 from gateway.fhir.codes import TimeSync
 from gateway.fhir.context import BundleItem, DeviceInfo, FhirContext, GatewayInfo, eui64_from_mac
 from gateway.fhir.errors import MappingError, NotAPatientResult
@@ -52,4 +53,5 @@ __all__ = [
     "eui64_from_mac",
     "needs_trusted_clock",
     "observation_identifier",
+    "render_bundle",
 ]

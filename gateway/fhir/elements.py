@@ -9,6 +9,7 @@ conversion, kPa → mm[Hg], is computed exactly then rounded to 0.1 mm[Hg].
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Final
@@ -16,14 +17,18 @@ from typing import Any, Final
 from device_drivers.ieee11073 import Special
 from gateway.fhir import codes
 from gateway.fhir.codes import Code, Unit
+from gateway.fhir.serialize import json_number, json_string, to_json
 
 __all__ = [
     "coded",
+    "coded_text",
+    "concept_text",
     "field",
     "int_code",
     "kpa_to_mmhg",
     "mdc_concept",
     "quantity_or_absent",
+    "quantity_or_absent_text",
     "text_value",
 ]
 
@@ -99,3 +104,40 @@ def quantity_or_absent(value: Decimal | Special, unit: Unit) -> JsonObject:
             "code": unit.code,
         }
     }
+
+
+# --- the same elements as JSON text ---------------------------------------------------------
+# An Observation body is written as text (`observations.Draft.body`): codes and units come from
+# closed tables, so their JSON is rendered once; only the numbers are written per reading.
+
+
+@functools.cache
+def coded_text(code: Code) -> str:
+    """`coded(code)` as JSON."""
+    return to_json(coded(code)).decode("utf-8")
+
+
+@functools.lru_cache(maxsize=256)
+def concept_text(code: int) -> str:
+    """`mdc_concept(code)` as JSON."""
+    return to_json(mdc_concept(code)).decode("utf-8")
+
+
+@functools.cache
+def _unit_tail(unit: Unit) -> str:
+    return (
+        f',"unit":{json_string(unit.display)},"system":{json_string(codes.UCUM)},'
+        f'"code":{json_string(unit.code)}}}'
+    )
+
+
+@functools.cache
+def _absent_text(special: Special) -> str:
+    return '"dataAbsentReason":' + to_json(absent(special)).decode("utf-8")
+
+
+def quantity_or_absent_text(value: Decimal | Special, unit: Unit) -> str:
+    """`quantity_or_absent(value, unit)`'s one member as JSON text (no braces)."""
+    if isinstance(value, Special):
+        return _absent_text(value)
+    return '"valueQuantity":{"value":' + json_number(value) + _unit_tail(unit)

@@ -33,7 +33,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +69,7 @@ PROBE_TIMEOUT_S: Final = 2.0
 STATUS_INTERVAL_S: Final = 10.0  # while draining a backlog, status at most this often
 EVENTS_BATCH: Final = 100
 MAX_READINGS: Final = 100  # PERFORMANCE.md: 100 readings per message is where batching pays
+LEASE_BATCH: Final = 500  # per store round trip; a few messages' worth, mapped as they go out
 MAX_BYTES: Final = 128 * 1024  # fits AWS IoT Core's 128 KB message limit
 FILL: Final = 0.9  # aim a little under MAX_BYTES: Bundles of the same size vary a little
 MAX_INFLIGHT: Final = 20  # tens, not thousands: paho rescans its list on every PUBACK
@@ -107,6 +108,7 @@ class Uplink(Generic[T]):
         version: str,
         clock_trusted: Callable[[], bool] = lambda: True,
         max_readings: int = MAX_READINGS,
+        lease_batch: int = LEASE_BATCH,
         max_bytes: int = MAX_BYTES,
         max_inflight: int = MAX_INFLIGHT,
         backoff: Backoff | None = None,
@@ -120,6 +122,7 @@ class Uplink(Generic[T]):
         self._version = version
         self._clock_trusted = clock_trusted
         self._max_readings = max_readings
+        self._lease_batch = max(lease_batch, max_readings)
         self._max_bytes = max_bytes
         self._max_inflight = max_inflight
         self._backoff = backoff or Backoff()
@@ -133,6 +136,7 @@ class Uplink(Generic[T]):
         self._to_ack: list[str] = []
         self._to_release: list[str] = []
         self._store_work = asyncio.Event()
+        self._settled = asyncio.Event()  # a publish in flight completed or failed
         self._held: set[str] = set()
         self._last_sync: datetime | None = None
         self._last_error: ConnectFailed | None = None
@@ -268,40 +272,76 @@ class Uplink(Generic[T]):
         window = asyncio.Semaphore(self._max_inflight)
         last_status = time.monotonic()
         topic = self.settings.topic("observations")
-        while True:
-            await self._until(conn, window.acquire())
-            self._wake.clear()
-            leased = await self._outbox.lease(self._max_readings, lease_s=LEASE_S)
-            fresh = [r for r in leased if r.id not in self._in_flight]
-            if not fresh:
-                window.release()
-                if not self._in_flight:
-                    await self._publish_status(conn, "online")
-                    await self._publish_events(conn)
-                    last_status = time.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(IDLE_RECHECK_S):
-                        await self._until(conn, self._wake.wait())
-                continue
-            first = True
-            for ids, payload in self._map(fresh):
-                if not first:
+        # The next lease runs on the store's thread while this one is mapped and published.
+        ahead: asyncio.Future[Sequence[T]] | None = None
+        unsent: dict[str, None] = {}  # leased, not yet handed to the connection
+        try:
+            while True:
+                if ahead is None:
+                    self._wake.clear()
+                    ahead = self._lease()
+                await self._until(conn, asyncio.shield(ahead))
+                leased, ahead = ahead.result(), None
+                fresh = [r for r in leased if r.id not in self._in_flight]
+                if not fresh:
+                    await self._until(conn, self._idle())
+                    if not self._in_flight:
+                        await self._publish_status(conn, "online")
+                        await self._publish_events(conn)
+                        last_status = time.monotonic()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(IDLE_RECHECK_S):
+                                await self._until(conn, self._wake.wait())
+                    continue
+                if len(leased) >= self._lease_batch:  # more waiting: fetch it meanwhile
+                    self._wake.clear()
+                    ahead = self._lease()
+                unsent = dict.fromkeys(r.id for r in fresh)
+                for ids, payload in self._map(fresh):
                     await self._until(conn, window.acquire())
-                first = False
-                fut = conn.publish(topic, payload)
-                self.messages_published += 1
-                self._in_flight.update(ids)
-                fut.add_done_callback(functools.partial(self._on_done, ids=ids, window=window))
-            if first:  # everything was held back
-                window.release()
-            if time.monotonic() - last_status > STATUS_INTERVAL_S:
-                last_status = time.monotonic()
-                stats = await self._stats()
-                conn.publish(
-                    self.settings.topic("status"),
-                    self._status_json("online", *stats),
-                    retain=True,
-                )
+                    for i in ids:
+                        del unsent[i]
+                    fut = conn.publish(topic, payload)
+                    self.messages_published += 1
+                    self._in_flight.update(ids)
+                    fut.add_done_callback(functools.partial(self._on_done, ids=ids, window=window))
+                if time.monotonic() - last_status > STATUS_INTERVAL_S:
+                    last_status = time.monotonic()
+                    stats = await self._stats()
+                    conn.publish(
+                        self.settings.topic("status"),
+                        self._status_json("online", *stats),
+                        retain=True,
+                    )
+        finally:
+            # What was leased but not yet published goes back at once too; a reading held
+            # back by the mapper stays leased (it comes back after LEASE_S, see above).
+            back = [i for i in unsent if i not in self._held]
+            if back:
+                self._to_release.extend(back)
+                self._store_work.set()
+            if ahead is not None:
+                # A lease still under way when the session ends hands its readings back at
+                # once, so the next session sends them (not after LEASE_S).
+                ahead.add_done_callback(self._release_unsent)
+
+    def _lease(self) -> asyncio.Future[Sequence[T]]:
+        return asyncio.ensure_future(self._outbox.lease(self._lease_batch, lease_s=LEASE_S))
+
+    def _release_unsent(self, fut: asyncio.Future[Sequence[T]]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        ids = [r.id for r in fut.result() if r.id not in self._in_flight]
+        if ids:
+            self._to_release.extend(ids)
+            self._store_work.set()
+
+    async def _idle(self) -> None:
+        """Nothing fresh to send: wait for what is in flight to settle, so that the status
+        published next says the queue is empty only once it is."""
+        while self._in_flight:
+            self._settled.clear()
+            await self._settled.wait()
 
     async def _until(self, conn: MqttConnection, aw: Any) -> None:
         """Await `aw`, or raise ConnectionLost if the connection goes first."""
@@ -320,6 +360,7 @@ class Uplink(Generic[T]):
     ) -> None:
         window.release()
         self._in_flight.difference_update(ids)
+        self._settled.set()
         if fut.cancelled() or fut.exception() is not None:
             self._to_release.extend(ids)
         else:
@@ -329,15 +370,18 @@ class Uplink(Generic[T]):
                 self._on_delivered(ids)
         self._store_work.set()
 
-    def _map(self, items: Sequence[T]) -> list[tuple[list[str], bytes]]:
-        """Payloads of at most `max_bytes`, cut up front by the bytes per reading the last
-        payloads took, so a batch is mapped once rather than re-mapped at every halving."""
-        per = self._bytes_per_reading
-        size = len(items) if per is None else max(1, int(self._max_bytes * FILL // per))
-        out: list[tuple[list[str], bytes]] = []
-        for start in range(0, len(items), size):
-            out += self._map_fit(items[start : start + size])
-        return out
+    def _map(self, items: Sequence[T]) -> Iterator[tuple[list[str], bytes]]:
+        """Payloads of at most `max_readings` readings and `max_bytes`, cut up front by the
+        bytes per reading the last payloads took (so a batch is mapped once rather than
+        re-mapped at every halving), each mapped only when the window lets it go out."""
+        start = 0
+        while start < len(items):
+            per = self._bytes_per_reading
+            size = self._max_readings
+            if per is not None:
+                size = max(1, min(size, int(self._max_bytes * FILL // per)))
+            yield from self._map_fit(items[start : start + size])
+            start += size
 
     def _map_fit(self, items: Sequence[T]) -> list[tuple[list[str], bytes]]:
         """Payloads of at most `max_bytes` (a single reading may exceed it: sent alone)."""
