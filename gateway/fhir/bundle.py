@@ -28,9 +28,9 @@ from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote
 
-from device_drivers.codec import decode
+from device_drivers.codec import Codec, decode
 from device_drivers.errors import MalformedValue, UnknownCharacteristic
-from device_drivers.reading import MEASUREMENT_CHARACTERISTICS
+from device_drivers.reading import MEASUREMENT_CHARACTERISTICS, Reading
 from gateway.fhir import codes
 from gateway.fhir.context import BundleItem, DeviceInfo, FhirContext
 from gateway.fhir.devices import DeviceIdentity, phd_device, phd_identity, phg_device, phg_identity
@@ -112,7 +112,7 @@ def _decode_context(item: BundleItem) -> object | None:
         return None
 
 
-def _drafts(item: BundleItem) -> list[Draft]:
+def _drafts(item: BundleItem) -> tuple[list[Draft], Codec]:
     reading = item.reading
     if reading.characteristic not in MEASUREMENT_CHARACTERISTICS:
         raise MappingError(f"characteristic {reading.characteristic:04X} is not a measurement")
@@ -125,7 +125,8 @@ def _drafts(item: BundleItem) -> list[Draft]:
         ) from None
     except UnknownCharacteristic:
         raise MappingError(f"no decoder for {reading.characteristic:04X}") from None
-    return map_measurement(reading.characteristic, measurement, _decode_context(item))
+    drafts = map_measurement(reading.characteristic, measurement, _decode_context(item))
+    return drafts, measurement
 
 
 def _coincident_key(device: DeviceIdentity, correction: timedelta) -> str:
@@ -154,7 +155,7 @@ def _plan(
     infos: dict[str, tuple[DeviceInfo, DeviceIdentity]] = {}  # per address: looked up once
     for item in items:
         try:
-            drafts = _drafts(item)
+            drafts, measurement = _drafts(item)
         except MappingError as exc:
             error = exc.for_item(item.id)
             if skipped is None:
@@ -166,9 +167,9 @@ def _plan(
         if known is None:
             info = ctx.device(address)
             known = infos[address] = (info, phd_identity(info))
-        mapped.append(
-            _Mapped(item, known[0], known[1], drafts, effective_time(item.reading, ctx.tz))
-        )
+        local = Reading.timestamp_of(measurement)
+        effective = effective_time(item.reading, ctx.tz, local)
+        mapped.append(_Mapped(item, known[0], known[1], drafts, effective))
     if not mapped:
         return None
 

@@ -39,11 +39,17 @@ _EXACT: Final = Context(prec=40)
 _TENTH: Final = Decimal("0.1")
 
 
+_MISSING: Final = object()
+
+
 def field(obj: object, name: str) -> Any:
     """Attribute `name` of a decoded value (or key, for a mapping); None when absent."""
+    value = getattr(obj, name, _MISSING)  # decoded values are objects: one lookup
+    if value is not _MISSING:
+        return value
     if isinstance(obj, Mapping):
         return obj.get(name)
-    return getattr(obj, name, None)
+    return None
 
 
 def text_value(value: object) -> object:
@@ -138,6 +144,6 @@ def _absent_text(special: Special) -> str:
 
 def quantity_or_absent_text(value: Decimal | Special, unit: Unit) -> str:
     """`quantity_or_absent(value, unit)`'s one member as JSON text (no braces)."""
-    if isinstance(value, Special):
+    if type(value) is not Decimal:  # a Special (checked by type: this runs per value)
         return _absent_text(value)
     return '"valueQuantity":{"value":' + json_number(value) + _unit_tail(unit)

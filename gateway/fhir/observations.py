@@ -51,7 +51,7 @@ class Draft:
 
 
 def _measure(value: object, name: str) -> Decimal | Special | None:
-    if value is None or isinstance(value, Decimal | Special):
+    if value is None or type(value) is Decimal or isinstance(value, Special):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
 
 from device_drivers.reading import Reading
 
@@ -28,7 +29,10 @@ def fhir_datetime(moment: datetime) -> str:
     offset = moment.utcoffset()
     if offset is None:
         raise ValueError("a FHIR dateTime with a time needs a zone")
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     total = int(offset.total_seconds()) // 60
@@ -52,9 +56,13 @@ class Effective:
     correction: timedelta | None
 
 
-def effective_time(reading: Reading, tz: tzinfo) -> Effective:
-    """The corrected UTC time of `reading` (see the module docstring)."""
-    local = reading.device_timestamp()
+def effective_time(
+    reading: Reading, tz: tzinfo, local: datetime | Literal[False] | None = False
+) -> Effective:
+    """The corrected UTC time of `reading` (see the module docstring). `local`: its device
+    timestamp when the caller already has it (False: read it from the reading)."""
+    if local is False:
+        local = reading.device_timestamp()
     if local is None:
         return Effective(reading.received_at.astimezone(UTC), None)
     at = local.replace(tzinfo=tz, fold=0).astimezone(UTC)

@@ -3,10 +3,14 @@
 One connection at a time; per connection a session:
 1. publish the retained `status` (online); its PUBACK proves the link and resets the backoff;
 2. publish the store's events not yet published (`events` topic);
-3. drain: lease up to `max_readings`, map them to one payload (split in halves until each is
-   at most `max_bytes`), publish QoS 1, and keep up to `max_inflight` messages in flight.
+3. drain: lease up to `lease_batch` readings (the next lease runs on the store's thread while
+   this one goes out), cut them into payloads of at most `max_readings` readings and
+   `max_bytes` (cut by the bytes per reading the last payloads took; a payload still too big is
+   split in halves), map them (`MAP_AHEAD` payloads at a time when the mapper is async, e.g. a
+   worker process), publish QoS 1, and keep up to `max_inflight` messages in flight.
    A message's readings are acked in the store only on that message's PUBACK (acks are
-   coalesced by one acker task, so a fast link costs few store round trips).
+   coalesced by one acker task, so a fast link costs few store round trips). Readings leased
+   but not yet published when the connection drops are released at once.
 4. when the queue is empty: publish status, wait for `wake()` (the orchestrator calls it
    after each commit) or `IDLE_RECHECK_S`.
 
@@ -30,10 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +75,7 @@ PROBE_TIMEOUT_S: Final = 2.0
 STATUS_INTERVAL_S: Final = 10.0  # while draining a backlog, status at most this often
 EVENTS_BATCH: Final = 100
 MAX_READINGS: Final = 100  # PERFORMANCE.md: 100 readings per message is where batching pays
+MAP_AHEAD: Final = 2  # payloads mapped ahead of publishing, for a mapper that runs elsewhere
 LEASE_BATCH: Final = 500  # per store round trip; a few messages' worth, mapped as they go out
 MAX_BYTES: Final = 128 * 1024  # fits AWS IoT Core's 128 KB message limit
 FILL: Final = 0.9  # aim a little under MAX_BYTES: Bundles of the same size vary a little
@@ -103,7 +110,7 @@ class Uplink(Generic[T]):
         self,
         settings: UplinkSettings,
         outbox: Outbox[T],
-        mapper: Callable[[Sequence[T]], bytes],
+        mapper: Callable[[Sequence[T]], bytes | Awaitable[bytes]],
         *,
         version: str,
         clock_trusted: Callable[[], bool] = lambda: True,
@@ -297,14 +304,16 @@ class Uplink(Generic[T]):
                     self._wake.clear()
                     ahead = self._lease()
                 unsent = dict.fromkeys(r.id for r in fresh)
-                for ids, payload in self._map(fresh):
-                    await self._until(conn, window.acquire())
-                    for i in ids:
-                        del unsent[i]
-                    fut = conn.publish(topic, payload)
-                    self.messages_published += 1
-                    self._in_flight.update(ids)
-                    fut.add_done_callback(functools.partial(self._on_done, ids=ids, window=window))
+                async with contextlib.aclosing(self._payloads(fresh)) as payloads:
+                    async for ids, payload in payloads:
+                        await self._until(conn, window.acquire())
+                        for i in ids:
+                            del unsent[i]
+                        fut = conn.publish(topic, payload)
+                        self.messages_published += 1
+                        self._in_flight.update(ids)
+                        done = functools.partial(self._on_done, ids=ids, window=window)
+                        fut.add_done_callback(done)
                 if time.monotonic() - last_status > STATUS_INTERVAL_S:
                     last_status = time.monotonic()
                     stats = await self._stats()
@@ -370,23 +379,60 @@ class Uplink(Generic[T]):
                 self._on_delivered(ids)
         self._store_work.set()
 
-    def _map(self, items: Sequence[T]) -> Iterator[tuple[list[str], bytes]]:
-        """Payloads of at most `max_readings` readings and `max_bytes`, cut up front by the
-        bytes per reading the last payloads took (so a batch is mapped once rather than
-        re-mapped at every halving), each mapped only when the window lets it go out."""
+    def _chunks(self, items: Sequence[T]) -> Iterator[Sequence[T]]:
+        """Cuts of at most `max_readings` readings sized to `max_bytes` by the bytes per reading
+        the last payloads took (so a batch is mapped once, not re-mapped at every halving).
+        Lazy: each cut uses the latest figure."""
         start = 0
         while start < len(items):
             per = self._bytes_per_reading
             size = self._max_readings
             if per is not None:
                 size = max(1, min(size, int(self._max_bytes * FILL // per)))
-            yield from self._map_fit(items[start : start + size])
+            yield items[start : start + size]
             start += size
 
-    def _map_fit(self, items: Sequence[T]) -> list[tuple[list[str], bytes]]:
-        """Payloads of at most `max_bytes` (a single reading may exceed it: sent alone)."""
+    def _start_map(self, items: Sequence[T]) -> asyncio.Future[bytes]:
+        """The mapper's payload for `items` as a future: an async mapper (say, one rendering in
+        a worker process) runs concurrently; a plain function runs here and now."""
         try:
-            payload = self._mapper(items)
+            result = self._mapper(items)
+        except Exception as exc:  # the mapper's own failure: handled where it is awaited
+            failed: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        if inspect.isawaitable(result):
+            return asyncio.ensure_future(result)
+        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        done.set_result(result)
+        return done
+
+    async def _payloads(self, items: Sequence[T]) -> AsyncGenerator[tuple[list[str], bytes], None]:
+        """(ids, payload) for `items`, in order, with up to `MAP_AHEAD` payloads being mapped
+        while the caller publishes: a mapping worker never waits for the network."""
+        queue: deque[tuple[Sequence[T], asyncio.Future[bytes]]] = deque()
+        try:
+            for chunk in self._chunks(items):
+                queue.append((chunk, self._start_map(chunk)))
+                if len(queue) > MAP_AHEAD:
+                    for out in await self._finish(*queue.popleft()):
+                        yield out
+            while queue:
+                for out in await self._finish(*queue.popleft()):
+                    yield out
+        finally:
+            for _, fut in queue:
+                fut.cancel()
+
+    async def _finish(
+        self, items: Sequence[T], fut: asyncio.Future[bytes]
+    ) -> list[tuple[list[str], bytes]]:
+        """Payloads of at most `max_bytes` (a single reading may exceed it: sent alone); a
+        reading that cannot be mapped alone is held back."""
+        try:
+            payload: bytes | None = await fut
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             if len(items) == 1:
                 self._hold(items[0].id, exc)
@@ -397,7 +443,8 @@ class Uplink(Generic[T]):
             if len(payload) <= self._max_bytes or len(items) == 1:
                 return [([i.id for i in items], payload)]
         half = len(items) // 2
-        return self._map_fit(items[:half]) + self._map_fit(items[half:])
+        first = await self._finish(items[:half], self._start_map(items[:half]))
+        return first + await self._finish(items[half:], self._start_map(items[half:]))
 
     def _hold(self, reading_id: str, exc: Exception) -> None:
         if reading_id in self._held:
