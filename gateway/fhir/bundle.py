@@ -156,6 +156,7 @@ def _plan(
     for item in items:
         try:
             drafts, measurement = _drafts(item)
+            effective = effective_time(item.reading, ctx.tz, Reading.timestamp_of(measurement))
         except MappingError as exc:
             error = exc.for_item(item.id)
             if skipped is None:
@@ -167,8 +168,6 @@ def _plan(
         if known is None:
             info = ctx.device(address)
             known = infos[address] = (info, phd_identity(info))
-        local = Reading.timestamp_of(measurement)
-        effective = effective_time(item.reading, ctx.tz, local)
         mapped.append(_Mapped(item, known[0], known[1], drafts, effective))
     if not mapped:
         return None
@@ -184,7 +183,10 @@ def _plan(
     coincident: dict[str, tuple[DeviceIdentity, timedelta, datetime]] = {}
     for m in mapped:
         key = m.device.dedup_part
-        devices.setdefault(key, (m.info, m.device, set()))[2].add(m.item.reading.characteristic)
+        seen_device = devices.get(key)
+        if seen_device is None:
+            seen_device = devices[key] = (m.info, m.device, set())
+        seen_device[2].add(m.item.reading.characteristic)
         if m.effective.correction is not None:
             ck = _coincident_key(m.device, m.effective.correction)
             received = m.item.reading.received_at.astimezone(UTC)
@@ -230,16 +232,18 @@ def _plan(
         if m.effective.correction is not None:
             ct_url = coincident_urls[_coincident_key(m.device, m.effective.correction)]
         effective_at = fhir_datetime(m.effective.at)
-        ids = {
-            d.type_code: observation_identifier(m.device, ctx, d.type_code, m.item.phd_timestamp)
-            for d in m.drafts
-        }
+        stamp = m.item.phd_timestamp
         for draft in m.drafts:
-            value = ids[draft.type_code]
+            value = observation_identifier(m.device, ctx, draft.type_code, stamp)
             if value in seen:
                 continue
             seen.add(value)
-            derived = tuple(_urn("observation", ids[t]) for t in draft.derived_from)
+            derived: tuple[str, ...] = ()
+            if draft.derived_from:
+                derived = tuple(
+                    _urn("observation", observation_identifier(m.device, ctx, t, stamp))
+                    for t in draft.derived_from
+                )
             planned.append(_Planned(draft, value, effective_at, device_url, ct_url, derived))
     return entries, planned
 
@@ -301,6 +305,24 @@ class _Shared:
         phd_system = json_string(codes.PHD_IDENTIFIER_SYSTEM)
         self._identifier_head = '"identifier":[{"system":' + phd_system
         self._profiles: dict[str, str] = {}
+        # Per identifier series (device, patient, type: all but the timestamp), the JSON of the
+        # identifier value and of its ifNoneExist up to the timestamp, which is digits (a
+        # number of seconds) and so the same in JSON and in a URL.
+        self._series: dict[str, tuple[str, str]] = {}
+
+    def _identifier_json(self, identifier: str) -> tuple[str, str]:
+        """(JSON of the identifier value, JSON of its ifNoneExist)."""
+        head, dash, stamp = identifier.rpartition("-")
+        if not stamp.isdigit():
+            return json_string(identifier), json_string(
+                _if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, identifier)
+            )
+        key = head + dash
+        series = self._series.get(key)
+        if series is None:
+            condition = json_string(_if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, key + "0"))
+            series = self._series[key] = (json_string(key)[:-1], condition[:-2])
+        return f'{series[0]}{stamp}"', f'{series[1]}{stamp}"'
 
     def _profile(self, profile: str) -> str:
         text = self._profiles.get(profile)
@@ -311,6 +333,7 @@ class _Shared:
         return text
 
     def observation(self, p: _Planned) -> bytes:
+        identifier, condition = self._identifier_json(p.identifier)
         extension = self._extension
         if p.coincident_url is not None:
             extension += "," + self._coincident_ext + json_string(p.coincident_url) + "}}"
@@ -324,7 +347,7 @@ class _Shared:
             "],",
             self._identifier_head,
             ',"value":',
-            json_string(p.identifier),
+            identifier,
             '}],"status":"final","category":',
             self._category[p.draft.vital_sign],
             ',"subject":',
@@ -342,7 +365,7 @@ class _Shared:
             parts += (',"derivedFrom":[', refs, "]")
         parts += (
             '},"request":{"method":"POST","url":"Observation","ifNoneExist":',
-            json_string(_if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, p.identifier)),
+            condition,
             "}}",
         )
         return "".join(parts).encode("utf-8")

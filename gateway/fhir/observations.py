@@ -118,28 +118,33 @@ _PULSE_RANGE_BITS: Final = {
 }
 
 
+_BP_HEADS: Final = tuple(
+    (name, '{"code":' + coded_text(code) + ",") for code, name in _BP_COMPONENTS
+)
+_BP_PANEL_HEAD: Final = '"code":' + coded_text(codes.BP_PANEL) + ',"component":['
+
+
 def _blood_pressure(m: object) -> list[Draft]:
     unit = text_value(field(m, "unit"))
     if unit not in ("mmHg", "kPa"):
         raise MappingError("blood pressure unit is neither mmHg nor kPa")
+    kpa = unit == "kPa"
     components = []
-    for code, name in _BP_COMPONENTS:
+    for name, head in _BP_HEADS:
         value = _measure(field(m, name), name)
         if value is None:
             continue
-        if unit == "kPa" and isinstance(value, Decimal):
+        if kpa and isinstance(value, Decimal):
             # R4 vital-signs `bp` fixes mm[Hg]; the raw kPa value stays in the store.
             value = kpa_to_mmhg(value)
-        components.append(
-            '{"code":' + coded_text(code) + "," + quantity_or_absent_text(value, codes.MM_HG) + "}"
-        )
+        components.append(head + quantity_or_absent_text(value, codes.MM_HG) + "}")
     panel = codes.BP_PANEL
     drafts = [
         Draft(
             panel.mdc,
             codes.PROFILE_COMPOUND,
             True,
-            '"code":' + coded_text(panel) + ',"component":[' + ",".join(components) + "]",
+            _BP_PANEL_HEAD + ",".join(components) + "]",
         )
     ]
     pulse = _measure(field(m, "pulse_rate"), "pulse_rate")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
 
 from device_drivers.reading import Reading
+from gateway.fhir.errors import MappingError
 
 __all__ = ["Effective", "effective_time", "fhir_datetime", "needs_trusted_clock"]
 
@@ -65,11 +66,18 @@ def effective_time(
         local = reading.device_timestamp()
     if local is None:
         return Effective(reading.received_at.astimezone(UTC), None)
-    at = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    correction = _offset(reading)
-    if correction is None:
-        return Effective(at, None)
-    return Effective(at - correction, correction)
+    try:
+        at = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+        correction = _offset(reading)
+        if correction is None:
+            return Effective(at, None)
+        # the coincident-timestamp Observation will show the device clock in the zone too
+        (reading.received_at + correction).astimezone(tz)
+        return Effective(at - correction, correction)
+    except OverflowError:
+        # A device clock set near year 9999 (or read wildly off): no FHIR dateTime exists for
+        # the corrected time. Left out with an event naming the reading, like bad bytes.
+        raise MappingError("device time out of range once corrected by its clock offset") from None
 
 
 def needs_trusted_clock(reading: Reading) -> bool:
