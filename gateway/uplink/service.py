@@ -104,13 +104,28 @@ class UplinkState:
 
 T = TypeVar("T", bound=Identified)
 
+Payloads = bytes | Sequence[bytes]
+"""What a mapper returns for a cut of readings: one message, or several (a destination that
+takes one resource per message); the readings are acked once all of them are PUBACKed."""
+
+
+@dataclass(slots=True)
+class _Group:
+    """The messages carrying one cut of readings. `sealed`: no more will be published."""
+
+    ids: list[str]
+    pending: int = 0
+    failed: bool = False
+    sealed: bool = False
+    settled: bool = False
+
 
 class Uplink(Generic[T]):
     def __init__(
         self,
         settings: UplinkSettings,
         outbox: Outbox[T],
-        mapper: Callable[[Sequence[T]], bytes | Awaitable[bytes]],
+        mapper: Callable[[Sequence[T]], Payloads | Awaitable[Payloads]],
         *,
         version: str,
         clock_trusted: Callable[[], bool] = lambda: True,
@@ -305,15 +320,25 @@ class Uplink(Generic[T]):
                     ahead = self._lease()
                 unsent = dict.fromkeys(r.id for r in fresh)
                 async with contextlib.aclosing(self._payloads(fresh)) as payloads:
-                    async for ids, payload in payloads:
-                        await self._until(conn, window.acquire())
+                    async for ids, parts in payloads:
+                        group = _Group(ids)
                         for i in ids:
                             del unsent[i]
-                        fut = conn.publish(topic, payload)
-                        self.messages_published += 1
                         self._in_flight.update(ids)
-                        done = functools.partial(self._on_done, ids=ids, window=window)
-                        fut.add_done_callback(done)
+                        try:
+                            for part in parts:
+                                await self._until(conn, window.acquire())
+                                fut = conn.publish(topic, part)
+                                self.messages_published += 1
+                                group.pending += 1
+                                done = functools.partial(self._on_done, group=group, window=window)
+                                fut.add_done_callback(done)
+                        except BaseException:
+                            group.failed = True  # the rest was never sent: all of it again
+                            raise
+                        finally:
+                            group.sealed = True
+                            self._settle(group)
                 if time.monotonic() - last_status > STATUS_INTERVAL_S:
                     last_status = time.monotonic()
                     stats = await self._stats()
@@ -364,19 +389,29 @@ class Uplink(Generic[T]):
         if conn.closed.done():
             raise conn.closed.result()
 
-    def _on_done(
-        self, fut: asyncio.Future[None], ids: list[str], window: asyncio.Semaphore
-    ) -> None:
+    def _on_done(self, fut: asyncio.Future[None], group: _Group, window: asyncio.Semaphore) -> None:
         window.release()
-        self._in_flight.difference_update(ids)
-        self._settled.set()
+        group.pending -= 1
         if fut.cancelled() or fut.exception() is not None:
-            self._to_release.extend(ids)
+            group.failed = True
         else:
-            self._to_ack.extend(ids)
             self._last_sync = datetime.now(UTC)
+        self._settle(group)
+
+    def _settle(self, group: _Group) -> None:
+        """Once every message of `group` is answered: its readings are acked (all PUBACKed)
+        or released (any one failed or was never sent)."""
+        if not group.sealed or group.pending or group.settled:
+            return
+        group.settled = True
+        self._in_flight.difference_update(group.ids)
+        self._settled.set()
+        if group.failed:
+            self._to_release.extend(group.ids)
+        else:
+            self._to_ack.extend(group.ids)
             if self._on_delivered is not None:
-                self._on_delivered(ids)
+                self._on_delivered(group.ids)
         self._store_work.set()
 
     def _chunks(self, items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -392,25 +427,27 @@ class Uplink(Generic[T]):
             yield items[start : start + size]
             start += size
 
-    def _start_map(self, items: Sequence[T]) -> asyncio.Future[bytes]:
+    def _start_map(self, items: Sequence[T]) -> asyncio.Future[Payloads]:
         """The mapper's payload for `items` as a future: an async mapper (say, one rendering in
         a worker process) runs concurrently; a plain function runs here and now."""
         try:
             result = self._mapper(items)
         except Exception as exc:  # the mapper's own failure: handled where it is awaited
-            failed: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            failed: asyncio.Future[Payloads] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
         if inspect.isawaitable(result):
             return asyncio.ensure_future(result)
-        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[Payloads] = asyncio.get_running_loop().create_future()
         done.set_result(result)
         return done
 
-    async def _payloads(self, items: Sequence[T]) -> AsyncGenerator[tuple[list[str], bytes], None]:
+    async def _payloads(
+        self, items: Sequence[T]
+    ) -> AsyncGenerator[tuple[list[str], list[bytes]], None]:
         """(ids, payload) for `items`, in order, with up to `MAP_AHEAD` payloads being mapped
         while the caller publishes: a mapping worker never waits for the network."""
-        queue: deque[tuple[Sequence[T], asyncio.Future[bytes]]] = deque()
+        queue: deque[tuple[Sequence[T], asyncio.Future[Payloads]]] = deque()
         try:
             for chunk in self._chunks(items):
                 queue.append((chunk, self._start_map(chunk)))
@@ -425,23 +462,24 @@ class Uplink(Generic[T]):
                 fut.cancel()
 
     async def _finish(
-        self, items: Sequence[T], fut: asyncio.Future[bytes]
-    ) -> list[tuple[list[str], bytes]]:
-        """Payloads of at most `max_bytes` (a single reading may exceed it: sent alone); a
-        reading that cannot be mapped alone is held back."""
+        self, items: Sequence[T], fut: asyncio.Future[Payloads]
+    ) -> list[tuple[list[str], list[bytes]]]:
+        """(ids, payloads) cuts whose payloads are each at most `max_bytes` (a single reading
+        may exceed it: sent alone); a reading that cannot be mapped alone is held back."""
         try:
-            payload: bytes | None = await fut
+            result: Payloads | None = await fut
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if len(items) == 1:
                 self._hold(items[0].id, exc)
                 return []
-            payload = None
-        if payload is not None:
-            self._bytes_per_reading = len(payload) / len(items)
-            if len(payload) <= self._max_bytes or len(items) == 1:
-                return [([i.id for i in items], payload)]
+            result = None
+        if result is not None:
+            parts = [result] if isinstance(result, bytes) else list(result)
+            self._bytes_per_reading = sum(map(len, parts)) / len(items)
+            if all(len(p) <= self._max_bytes for p in parts) or len(items) == 1:
+                return [([i.id for i in items], parts)]
         half = len(items) // 2
         first = await self._finish(items[:half], self._start_map(items[:half]))
         return first + await self._finish(items[half:], self._start_map(items[half:]))
