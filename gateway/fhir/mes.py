@@ -10,7 +10,9 @@ glucose in mg/dL (`mesures-observation-glucose`).
 
 Rules applied (from FHIR.md and the guide's FSH, `ansforge/IG-fhir-mesures-de-sante`):
 - `meta.profile` = the MES profile on every Observation, PhdDevice on the Device.
-- `subject.identifier` from the context (the patient's MES identifier: OID system + IDPE).
+- `subject.identifier` from the context: for MES, `FhirContext.patient_system` / `_value` must
+  be the patient's MES identifier (OID system + IDPE; the system is to be confirmed with ANS).
+  It is not checked here: the context is the same object for both destinations.
 - The Device has an `id` (the uuid of its fullUrl) and `ifNoneExist` on its SYSID
   (`urn:oid:...2680`); `Observation.device.reference` is ``Device/<that id>``. Identifier types
   use the PHD STU1 ContinuaDeviceIdentifiers URL (MES depends on PHD 1.0.0).
@@ -23,9 +25,11 @@ Rules applied (from FHIR.md and the guide's FSH, `ansforge/IG-fhir-mesures-de-sa
 
 Left out, silently, when the reading still yields an Observation (documented, not reported):
 BMI (MES computes it and refuses it), measurement status bits, glucose sample location and
-context observations, a mean arterial pressure that is a special value, the gateway's PhgDevice,
-the gateway-device extension and the coincident-timestamp Observation (a MES Bundle holds one
-Observation and at most one Device; the corrected time stays in effectiveDateTime).
+context observations, a mean arterial pressure that is a special value, an Observation MES
+refuses while another of the same reading goes (a BP panel whose systolic is a special value
+still sends its pulse), the gateway's PhgDevice, the gateway-device extension and the
+coincident-timestamp Observation (a MES Bundle holds one Observation and at most one Device;
+the corrected time stays in effectiveDateTime).
 
 Refused: a reading that yields nothing sendable is a `NotForDestination` naming its store id (no
 value): a body-composition record (0x2A9C: body fat has no MES profile, and its optional weight
@@ -61,6 +65,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
@@ -73,7 +78,7 @@ from gateway.fhir.devices import DeviceIdentity, phd_device, phd_identity
 from gateway.fhir.elements import convert
 from gateway.fhir.errors import DeviceNotIdentified, MappingError, NotForDestination
 from gateway.fhir.observations import Draft
-from gateway.fhir.serialize import to_json
+from gateway.fhir.serialize import json_string, to_json
 from gateway.fhir.timing import effective_time, fhir_datetime
 
 __all__ = ["render_mes"]
@@ -217,83 +222,112 @@ def _sendable(item: BundleItem) -> tuple[list[Draft], list[Draft]]:
     return drafts, [d for d in drafts if d.type_code in _PROFILES]
 
 
-def _bundle(entries: list[JsonObject]) -> bytes:
-    return to_json(
-        {
-            "resourceType": "Bundle",
-            "meta": {"profile": [codes.MES_PROFILE_BUNDLE]},
-            "type": "transaction",
-            "entry": entries,
-        }
-    )
+_HEAD: Final = (
+    b'{"resourceType":"Bundle","meta":{"profile":['
+    + json_string(codes.MES_PROFILE_BUNDLE).encode()
+    + b']},"type":"transaction","entry":['
+)
+_TAIL: Final = b"]}"
 
 
-def _render_item(item: BundleItem, ctx: FhirContext, seen: set[str]) -> list[bytes]:
-    """The MES Bundles of one reading (none when all were already rendered in this call)."""
-    drafts, sendable = _sendable(item)
-    if not sendable:
-        raise NotForDestination("nothing in this reading has a MES profile")
-    reading: Reading = item.reading
-    info = ctx.device(reading.device)
-    if info.system_id is None:
-        raise DeviceNotIdentified(
-            f"device {reading.device} has no DIS system id: MES identifies devices by an OID "
-            "identifier (SYSID); register the device's system id to send its readings"
-        )
-    effective = fhir_datetime(effective_time(reading, ctx.tz).at)
-    identity = phd_identity(info)
-    device_url = _urn("device", f"{identity.key_system}|{identity.key_value}")
-    device_id = device_url.removeprefix("urn:uuid:")
-    device_entry = {
-        "fullUrl": device_url,
-        "resource": _device(identity, phd_device(info, (reading.characteristic,)), device_id),
-        "request": {
-            "method": "POST",
-            "url": "Device",
-            "ifNoneExist": _if_none_exist(identity.key_system, identity.key_value),
-        },
-    }
-    subject = {"identifier": {"system": ctx.patient_system, "value": ctx.patient_value}}
+@dataclass(frozen=True, slots=True)
+class _Device:
+    """A PhdDevice as every Bundle of one call carries it: rendered once."""
 
-    out: list[bytes] = []
-    refused: NotForDestination | None = None
-    for draft in sendable:
-        try:
-            extensions, body = _observation_parts(draft, drafts)
-        except NotForDestination as exc:
-            refused = refused or exc
-            continue
-        identifier = observation_identifier(identity, ctx, draft.type_code, item.phd_timestamp)
-        if identifier in seen:
-            continue  # the same measurement twice in one call: sent once
-        seen.add(identifier)
-        url = _urn("observation", identifier)
-        observation: JsonObject = {
-            "resourceType": "Observation",
-            "id": url.removeprefix("urn:uuid:"),
-            "meta": {"profile": [_PROFILES[draft.type_code]]},
-        }
-        if extensions:
-            observation["extension"] = extensions
-        observation |= {
-            "identifier": [{"system": codes.PHD_IDENTIFIER_SYSTEM, "value": identifier}],
-            "status": "final",
-            "category": _VITAL_SIGNS,
-            "code": body.pop("code"),
-            "subject": subject,
-            "effectiveDateTime": effective,
-            **body,
-            "device": {"reference": f"Device/{device_id}"},
-        }
+    identity: DeviceIdentity
+    id: str
+    entry: bytes
+
+
+class _Call:
+    """What one `render_mes` call shares between readings: devices and identifiers seen."""
+
+    def __init__(self, ctx: FhirContext) -> None:
+        self.ctx = ctx
+        self.seen: set[str] = set()
+        # per (address, kind): the device, or why it cannot be sent (a reason, raised afresh)
+        self._devices: dict[tuple[str, int], _Device | str] = {}
+        self._subject = {"identifier": {"system": ctx.patient_system, "value": ctx.patient_value}}
+
+    def device(self, reading: Reading) -> _Device:
+        key = (reading.device, reading.characteristic)
+        found = self._devices.get(key)
+        if found is None:
+            found = self._devices[key] = self._device(reading)
+        if isinstance(found, str):
+            raise DeviceNotIdentified(found)
+        return found
+
+    def _device(self, reading: Reading) -> _Device | str:
+        info = self.ctx.device(reading.device)
+        if info.system_id is None:
+            return (
+                f"device {reading.device} has no DIS system id: MES identifies devices by an "
+                "OID identifier (SYSID); register the device's system id to send its readings"
+            )
+        identity = phd_identity(info)
+        url = _urn("device", f"{identity.key_system}|{identity.key_value}")
+        device_id = url.removeprefix("urn:uuid:")
         entry = {
             "fullUrl": url,
-            "resource": observation,
-            "request": {"method": "POST", "url": "Observation"},
+            "resource": _device(identity, phd_device(info, (reading.characteristic,)), device_id),
+            "request": {
+                "method": "POST",
+                "url": "Device",
+                "ifNoneExist": _if_none_exist(identity.key_system, identity.key_value),
+            },
         }
-        out.append(_bundle([device_entry, entry]))
-    if not out and refused is not None:
-        raise refused
-    return out
+        return _Device(identity, device_id, to_json(entry))
+
+    def render(self, item: BundleItem) -> list[bytes]:
+        """The MES Bundles of one reading (none when all were already rendered in this call)."""
+        drafts, sendable = _sendable(item)
+        if not sendable:
+            raise NotForDestination("nothing in this reading has a MES profile")
+        reading = item.reading
+        device = self.device(reading)
+        effective = fhir_datetime(effective_time(reading, self.ctx.tz).at)
+        out: list[bytes] = []
+        refused: NotForDestination | None = None
+        for draft in sendable:
+            try:
+                extensions, body = _observation_parts(draft, drafts)
+            except NotForDestination as exc:
+                refused = refused or exc
+                continue
+            identifier = observation_identifier(
+                device.identity, self.ctx, draft.type_code, item.phd_timestamp
+            )
+            if identifier in self.seen:
+                continue  # the same measurement twice in one call: sent once
+            self.seen.add(identifier)
+            url = _urn("observation", identifier)
+            observation: JsonObject = {
+                "resourceType": "Observation",
+                "id": url.removeprefix("urn:uuid:"),
+                "meta": {"profile": [_PROFILES[draft.type_code]]},
+            }
+            if extensions:
+                observation["extension"] = extensions
+            observation |= {
+                "identifier": [{"system": codes.PHD_IDENTIFIER_SYSTEM, "value": identifier}],
+                "status": "final",
+                "category": _VITAL_SIGNS,
+                "code": body.pop("code"),
+                "subject": self._subject,
+                "effectiveDateTime": effective,
+                **body,
+                "device": {"reference": f"Device/{device.id}"},
+            }
+            entry = {
+                "fullUrl": url,
+                "resource": observation,
+                "request": {"method": "POST", "url": "Observation"},
+            }
+            out.append(b"".join((_HEAD, device.entry, b",", to_json(entry), _TAIL)))
+        if not out and refused is not None:
+            raise refused
+        return out
 
 
 def render_mes(
@@ -309,10 +343,10 @@ def render_mes(
     decoding error), or raised when `skipped` is None, like `render_bundle`.
     """
     out: list[bytes] = []
-    seen: set[str] = set()
+    call = _Call(ctx)
     for item in items:
         try:
-            out.extend(_render_item(item, ctx, seen))
+            out.extend(call.render(item))
         except MappingError as exc:
             error = exc.for_item(item.id)
             if skipped is None:
