@@ -36,6 +36,7 @@ from gateway.fhir import (
     render_mes,
 )
 from gateway.fhir.bundle import _urn
+from gateway.fhir.elements import convert
 from tests.gateway.fhir.conftest import (
     BP_ADDRESS,
     GLUCOSE_ADDRESS,
@@ -476,3 +477,20 @@ def test_generated_readings_give_valid_mes_bundles(batch: list[Item], known: boo
     except MappingError as exc:
         assert skipped
         assert exc.item_id in {e.item_id for e in skipped}
+
+
+@pytest.mark.parametrize(
+    ("value", "factor", "expected"),
+    [
+        ("5.5", "18.0156", "99"),  # 2 digits, never coarser than units
+        ("0.9", "18.0156", "16"),  # 1 digit would be 2E+1: kept to units instead
+        ("12.34", "18.0156", "222.3"),
+        ("160.50", "0.45359237", "72.802"),
+        ("69.0", "2.54", "175"),
+        ("0.00", "0.45359237", "0.00"),  # zero keeps its decimals
+    ],
+)
+def test_unit_conversion_keeps_the_significant_digits(
+    value: str, factor: str, expected: str
+) -> None:
+    assert str(convert(Decimal(value), Decimal(factor))) == expected
