@@ -23,6 +23,7 @@ __all__ = [
     "coded",
     "coded_text",
     "concept_text",
+    "convert",
     "field",
     "int_code",
     "kpa_to_mmhg",
@@ -37,6 +38,7 @@ JsonObject = dict[str, Any]
 _PA_PER_MMHG: Final = Decimal("133.322387415")  # exact by definition of the mm[Hg]
 _EXACT: Final = Context(prec=40)
 _TENTH: Final = Decimal("0.1")
+_ONE: Final = Decimal(1)
 
 
 _MISSING: Final = object()
@@ -72,6 +74,18 @@ def kpa_to_mmhg(value: Decimal) -> Decimal:
     """kPa → mm[Hg], exact then rounded half-even to 0.1 mm[Hg]."""
     exact = _EXACT.divide(_EXACT.multiply(value, Decimal(1000)), _PA_PER_MMHG)
     return exact.quantize(_TENTH, rounding=ROUND_HALF_EVEN)
+
+
+def convert(value: Decimal, factor: Decimal) -> Decimal:
+    """`value` × `factor`, rounded half-even to as many significant digits as `value` has, but
+    never coarser than units (5.5 mmol/L → 99 mg/dL, 160.50 lb → 72.802 kg, 69.0 in → 175 cm):
+    a unit change neither invents nor drops precision."""
+    exact = _EXACT.multiply(value, factor)
+    source = value.as_tuple()
+    if not exact:  # zero has no significant digit to keep: keep its decimals instead
+        return exact.quantize(_ONE.scaleb(min(int(source.exponent), 0)))
+    exponent = min(exact.adjusted() - len(source.digits) + 1, 0)
+    return exact.quantize(_ONE.scaleb(exponent), rounding=ROUND_HALF_EVEN)
 
 
 def mdc_coding(code: int, display: str | None = None) -> JsonObject:
