@@ -2,8 +2,10 @@
 
 Where it comes from: `load_config(path)` (the CLI's `--config`), else `$CAREBOX_CONFIG`, else
 `/etc/carebox/carebox.toml`. The keys and defaults are DESIGN.md's "Config" section; every
-key but `[upstream] url` has a default. Two documented extensions: `[clock] timezone` (a tz
-database name, default the system's zone; LESSONS L6.5) and `[store] retention_days`.
+key but `[upstream] url` has a default. Three documented extensions: `[clock] timezone` (a tz
+database name, default the system's zone; LESSONS L6.5), `[store] retention_days`, and
+`[upstream] fhir_profile` ("phd": HL7 PHD IG transaction Bundles, the contract's default;
+"ans-mes": one ANS "Mesures de santé" Bundle per Observation, notes/FHIR.md section 14).
 
 Invariants
 - Every problem is one `ConfigError` line that starts with the file and names the key, the
@@ -104,6 +106,9 @@ class BleConfig:
     adapter: str = "hci0"
 
 
+FHIR_PROFILES: Final = ("phd", "ans-mes")
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     url: str
@@ -113,6 +118,7 @@ class UpstreamConfig:
     topic_prefix: str
     host: str  # from url
     port: int  # from url, default 8883
+    fhir_profile: str = "phd"  # one of FHIR_PROFILES
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +425,7 @@ class _Parser:
                 "(`carebox provision init` writes it)"
             )
         where = "[upstream]"
-        self.known(table, where, ("url", "ca", "cert", "key", "topic_prefix"))
+        self.known(table, where, ("url", "ca", "cert", "key", "topic_prefix", "fhir_profile"))
         url = self.string(table, where, "url")
         if url is None:
             raise self.fail(
@@ -441,6 +447,7 @@ class _Parser:
             cert=self.path(table, where, "cert") or state_dir / "identity" / "cert.pem",
             key=self.path(table, where, "key") or state_dir / "identity" / "key.pem",
             topic_prefix=prefix,
+            fhir_profile=self.choice(table, where, "fhir_profile", FHIR_PROFILES) or "phd",
         )
 
     def mqtts_url(self, url: str) -> tuple[str, int]:

@@ -5,9 +5,10 @@ reading's two Observations, ~3.7 KB of JSON), while the event loop also runs pah
 the store's results. In a worker process the rendering of the next payloads overlaps publishing
 the current one (the uplink keeps `MAP_AHEAD` payloads mapping), on another core.
 
-What crosses the process boundary is plain data: one tuple per reading (`_row`) and the
-`FhirContext` (frozen, picklable); back come the payload bytes and, per reading left out, its
-store id and reason (never a value). The worker is spawned, not forked: the gateway's process
+What crosses the process boundary is plain data: one tuple per reading (`_row`), the
+`FhirContext` (frozen, picklable) and the profile name; back come the payload bytes (one PHD IG
+Bundle, or one ANS MES Bundle per Observation) and, per reading left out, its store id, reason
+and error class (never a value). The worker is spawned, not forked: the gateway's process
 holds threads (the store's, paho's connect) that a fork would copy mid-flight.
 
 The worker dies with the gateway: it asks the kernel for SIGKILL when its parent goes
@@ -35,7 +36,16 @@ from datetime import datetime
 from typing import Final
 
 from device_drivers.reading import Reading
-from gateway.fhir import BundleItem, FhirContext, MappingError, NotAPatientResult, render_bundle
+from gateway.fhir import (
+    BundleItem,
+    DeviceNotIdentified,
+    FhirContext,
+    MappingError,
+    NotAPatientResult,
+    NotForDestination,
+    render_bundle,
+    render_mes,
+)
 
 __all__ = ["RenderPool", "render_here"]
 
@@ -44,7 +54,8 @@ log = logging.getLogger(__name__)
 MAX_WORKERS: Final = 2  # the uplink keeps at most MAP_AHEAD + 1 renders going
 
 _Row = tuple[str, str, int, bytes, datetime, bool, bytes | None, float | None, str]
-_Skip = tuple[str, str, bool]  # (store id, reason, not a patient result)
+_Skip = tuple[str, str, str]  # (store id, reason, the MappingError subclass's name)
+Payloads = bytes | list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +92,33 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _render_rows(rows: Sequence[_Row], ctx: FhirContext) -> tuple[bytes, list[_Skip]]:
+_ERRORS: Final[dict[str, type[MappingError]]] = {
+    t.__name__: t for t in (MappingError, NotAPatientResult, NotForDestination, DeviceNotIdentified)
+}
+
+
+def render_here(
+    items: Sequence[BundleItem], ctx: FhirContext, profile: str = "phd"
+) -> tuple[Payloads, list[MappingError]]:
+    """The same as `RenderPool.render`, in this process. `profile`: "phd" (one PHD IG Bundle)
+    or "ans-mes" (one ANS MES Bundle per Observation)."""
+    skipped: list[MappingError] = []
+    if profile == "ans-mes":
+        return render_mes(items, ctx, skipped), skipped
+    return render_bundle(items, ctx, skipped), skipped
+
+
+def _render_rows(
+    rows: Sequence[_Row], ctx: FhirContext, profile: str
+) -> tuple[Payloads, list[_Skip]]:
     """Runs in the worker."""
     items = [_Item(row[0], Reading(*row[1:8]), row[8]) for row in rows]
-    skipped: list[MappingError] = []
-    payload = render_bundle(items, ctx, skipped)
-    return payload, [(e.item_id, e.reason, isinstance(e, NotAPatientResult)) for e in skipped]
+    payload, skipped = render_here(items, ctx, profile)
+    return payload, [(e.item_id, e.reason, type(e).__name__) for e in skipped]
 
 
 def _errors(skips: Sequence[_Skip]) -> list[MappingError]:
-    return [(NotAPatientResult if np else MappingError)(reason, i) for i, reason, np in skips]
-
-
-def render_here(items: Sequence[BundleItem], ctx: FhirContext) -> tuple[bytes, list[MappingError]]:
-    """The same as `RenderPool.render`, in this process."""
-    skipped: list[MappingError] = []
-    return render_bundle(items, ctx, skipped), skipped
+    return [_ERRORS.get(kind, MappingError)(reason, i) for i, reason, kind in skips]
 
 
 class RenderPool:
@@ -119,17 +141,19 @@ class RenderPool:
         return self._executor
 
     async def render(
-        self, items: Sequence[BundleItem], ctx: FhirContext
-    ) -> tuple[bytes, list[MappingError]]:
-        """`(payload, readings left out)` for `items`: `render_bundle` in a worker."""
+        self, items: Sequence[BundleItem], ctx: FhirContext, profile: str = "phd"
+    ) -> tuple[Payloads, list[MappingError]]:
+        """`(payload(s), readings left out)` for `items`: `render_here` in a worker."""
         rows = [_row(i) for i in items]
         loop = asyncio.get_running_loop()
         try:
-            payload, skips = await loop.run_in_executor(self._pool(), _render_rows, rows, ctx)
+            payload, skips = await loop.run_in_executor(
+                self._pool(), _render_rows, rows, ctx, profile
+            )
         except BrokenProcessPool:
             log.warning("the rendering worker stopped; rendering here and starting a new one")
             self._drop()
-            return render_here(items, ctx)
+            return render_here(items, ctx, profile)
         return payload, _errors(skips)
 
     def _drop(self) -> None:

@@ -31,6 +31,7 @@ from gateway.config import Config, check_state_dir
 from gateway.errors import ConfigError, GatewayError
 from gateway.fhir import (
     DeviceInfo,
+    DeviceNotIdentified,
     FhirContext,
     GatewayInfo,
     needs_trusted_clock,
@@ -134,13 +135,19 @@ class Service:
             gateway_info=GatewayInfo(software_version=__version__),
         )
 
-    async def _map(self, items: Sequence[StoredReading]) -> bytes:
+    async def _map(self, items: Sequence[StoredReading]) -> bytes | list[bytes]:
         ctx = self._context()
         if not self.clock.trusted():
             for item in items:
                 if needs_trusted_clock(item.reading) and not item.reading.clock_trusted:
                     raise ClockNotTrusted(f"reading {item.id} waits for a trusted clock")
-        payload, skipped = await self._renderer.render(items, ctx)
+        profile = self.config.upstream.fhir_profile
+        payload, skipped = await self._renderer.render(items, ctx, profile)
+        for err in skipped:
+            if isinstance(err, DeviceNotIdentified):
+                # Not dropped: raising makes the uplink split the cut and hold this reading
+                # (retried after its lease) until the registry knows the device's system id.
+                raise err
         for err in skipped:
             # Acked with its message: an undecodable value was committed as received (L8.2)
             # and its event names it; no bytes, no value in the event.

@@ -202,8 +202,6 @@ class Central:
                 continue
             state.policy.succeeded()
             state.failure = None
-            state.sessions += 1
-            state.readings += outcome.readings
             state.last_contact = self.now()
             await self.store.touch_device(
                 state.address, at=state.last_contact, battery=outcome.battery
@@ -212,6 +210,9 @@ class Central:
                 await self.registry.cache_device_information(
                     state.address, outcome.device_information
                 )
+            # counted last: whoever watches `sessions` sees the contact and registry recorded
+            state.sessions += 1
+            state.readings += outcome.readings
 
     async def _connect_and_run(self, state: DeviceState, device: BLEDevice) -> SessionOutcome:
         session = Session(

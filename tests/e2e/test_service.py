@@ -178,3 +178,26 @@ def test_sigkill_during_bulk_transfer_loses_nothing(
     assert code == 0, out
     delivered = _delivered(subscriber)
     assert len(delivered) == expected
+
+
+def test_ans_mes_destination_sends_one_observation_per_bundle(
+    tmp_path: Path, broker: LocalBroker, pki: TestPki, subscriber: Subscriber
+) -> None:
+    config = _config(tmp_path, broker, pki)
+    config.write_text(
+        config.read_text().replace("[upstream]\n", '[upstream]\nfhir_profile = "ans-mes"\n')
+    )
+    proc = _start(config)
+    try:
+        expected = METER_RECORDS + CUFF_READINGS
+        assert subscriber.wait_for(lambda s: len(_delivered(s)) >= expected, DELIVERY_TIMEOUT_S)
+    finally:
+        code, out = _stop(proc)
+    assert code == 0, out
+    assert len(_delivered(subscriber)) == expected
+    for msg in subscriber.on("observations"):
+        bundle = json.loads(msg.payload)
+        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        assert kinds == ["Device", "Observation"]
+        (profile,) = bundle["entry"][1]["resource"]["meta"]["profile"]
+        assert profile.startswith("https://interop.esante.gouv.fr/ig/fhir/mesures/")

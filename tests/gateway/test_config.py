@@ -55,6 +55,8 @@ def test_minimal_config_takes_every_default(tmp_path: Path) -> None:
     )
     assert up.cert == Path("/var/lib/carebox/identity/cert.pem")
     assert up.key == Path("/var/lib/carebox/identity/key.pem")
+    assert up.fhir_profile == "phd"
+    assert load(tmp_path, MINIMAL + 'fhir_profile = "ans-mes"\n').upstream.fhir_profile == "ans-mes"
     assert (config.store.max_mb, config.store.min_free_mb) == (512, 64)
     assert (config.store.key_provider, config.store.retention_days) == ("file", None)
     assert (config.clock.source, config.clock.timezone) == ("auto", "Europe/Paris")
@@ -171,7 +173,7 @@ raw = ["0b 01 00", "0xAABB"]
         ),
         (
             MINIMAL + "colour = 1\n",
-            "unknown key [upstream] colour (known: url, ca, cert, key, topic_prefix)",
+            "unknown key [upstream] colour (known: url, ca, cert, key, topic_prefix, fhir_profile)",
         ),
         (
             "bogus = 1\n" + MINIMAL,
@@ -196,6 +198,10 @@ raw = ["0b 01 00", "0xAABB"]
         ),
         ('gateway_id = "x"\n[upstream]\nurl = "mqtts://h/path"\n', "[upstream] url must look like"),
         (MINIMAL + 'topic_prefix = "a/+/b"\n', "[upstream] topic_prefix must be topic levels"),
+        (
+            MINIMAL + 'fhir_profile = "fhir"\n',
+            '[upstream] fhir_profile must be "phd" or "ans-mes", got "fhir"',
+        ),
         (
             MINIMAL + '[ble]\nbackend = "bluetooth"\n',
             '[ble] backend must be "bluez", "simulated" or "package.module:BackendClass"',

@@ -18,7 +18,7 @@ import pytest
 
 from device_drivers.blood_pressure import BloodPressureMeasurement, PressureUnit
 from device_drivers.glucose import GlucoseType
-from gateway.fhir import FhirContext, NotAPatientResult
+from gateway.fhir import DeviceNotIdentified, FhirContext, NotAPatientResult
 from gateway.render_pool import RenderPool, render_here
 from tests.gateway.fhir.conftest import RECEIVED, Item, item, make_context, raw_item
 from tests.gateway.fhir.test_glucose import glucose
@@ -132,3 +132,21 @@ def test_no_worker_outlives_a_sigkilled_gateway(tmp_path: Path) -> None:
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(worker)
+
+
+async def test_the_ans_mes_profile_renders_the_same_in_the_worker(
+    pool: RenderPool, ctx: FhirContext
+) -> None:
+    items = [_bp(n) for n in range(4)]
+    payloads, skipped = await pool.render(items, ctx, "ans-mes")
+    here, _ = render_here(items, ctx, "ans-mes")
+    assert isinstance(payloads, list)
+    assert payloads == here
+    assert len(payloads) == 8  # each cuff reading: its pressure and its pulse, one Bundle each
+    assert skipped == []
+
+
+async def test_a_device_without_system_id_comes_back_as_such(pool: RenderPool) -> None:
+    # MES keys devices on their system id: a device the registry does not know cannot go yet.
+    _, skipped = await pool.render([_bp(1)], make_context(devices={}), "ans-mes")
+    assert [type(e) for e in skipped] == [DeviceNotIdentified]
