@@ -128,16 +128,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace")
 
 
+def _deliver_then_stop(config: Path, subscriber: Subscriber, expected: int) -> tuple[int, str]:
+    """Run the service until `expected` distinct readings reached the broker, then SIGTERM."""
+    proc = _start(config)
+    try:
+        assert subscriber.wait_for(lambda s: len(_delivered(s)) >= expected, DELIVERY_TIMEOUT_S)
+    finally:
+        code, out = _stop(proc)
+    return code, out
+
+
 def test_sigterm_delivers_everything_and_stops_cleanly(
     tmp_path: Path, broker: LocalBroker, pki: TestPki, subscriber: Subscriber
 ) -> None:
     config = _config(tmp_path, broker, pki)
-    proc = _start(config)
-    try:
-        expected = METER_RECORDS + CUFF_READINGS
-        assert subscriber.wait_for(lambda s: len(_delivered(s)) >= expected, DELIVERY_TIMEOUT_S)
-    finally:
-        code, out = _stop(proc)
+    expected = METER_RECORDS + CUFF_READINGS
+    code, out = _deliver_then_stop(config, subscriber, expected)
     assert code == 0, out
     assert "Traceback" not in out
     assert len(_delivered(subscriber)) == METER_RECORDS + CUFF_READINGS
@@ -187,12 +193,8 @@ def test_ans_mes_destination_sends_one_observation_per_bundle(
     config.write_text(
         config.read_text().replace("[upstream]\n", '[upstream]\nfhir_profile = "ans-mes"\n')
     )
-    proc = _start(config)
-    try:
-        expected = METER_RECORDS + CUFF_READINGS
-        assert subscriber.wait_for(lambda s: len(_delivered(s)) >= expected, DELIVERY_TIMEOUT_S)
-    finally:
-        code, out = _stop(proc)
+    expected = METER_RECORDS + CUFF_READINGS
+    code, out = _deliver_then_stop(config, subscriber, expected)
     assert code == 0, out
     assert len(_delivered(subscriber)) == expected
     for msg in subscriber.on("observations"):
