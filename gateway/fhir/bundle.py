@@ -28,10 +28,10 @@ from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote
 
-from device_drivers.codec import Codec, decode
+from device_drivers.codec import decode
 from device_drivers.errors import MalformedValue, UnknownCharacteristic
 from device_drivers.reading import MEASUREMENT_CHARACTERISTICS, Reading
-from gateway.fhir import codes
+from gateway.fhir import codes, fast_paths
 from gateway.fhir.context import BundleItem, DeviceInfo, FhirContext
 from gateway.fhir.devices import DeviceIdentity, phd_device, phd_identity, phg_device, phg_identity
 from gateway.fhir.elements import coded
@@ -112,8 +112,13 @@ def _decode_context(item: BundleItem) -> object | None:
         return None
 
 
-def _drafts(item: BundleItem) -> tuple[list[Draft], Codec]:
+def _drafts(item: BundleItem) -> tuple[list[Draft], datetime | None]:
+    """The reading's Observation drafts and its device time (naive local, None if none)."""
     reading = item.reading
+    if reading.characteristic == 0x2A35:
+        fast = fast_paths.blood_pressure(reading.value)
+        if fast is not None:
+            return fast
     if reading.characteristic not in MEASUREMENT_CHARACTERISTICS:
         raise MappingError(f"characteristic {reading.characteristic:04X} is not a measurement")
     try:
@@ -126,7 +131,7 @@ def _drafts(item: BundleItem) -> tuple[list[Draft], Codec]:
     except UnknownCharacteristic:
         raise MappingError(f"no decoder for {reading.characteristic:04X}") from None
     drafts = map_measurement(reading.characteristic, measurement, _decode_context(item))
-    return drafts, measurement
+    return drafts, Reading.timestamp_of(measurement)
 
 
 def _coincident_key(device: DeviceIdentity, correction: timedelta) -> str:
@@ -155,8 +160,8 @@ def _plan(
     infos: dict[str, tuple[DeviceInfo, DeviceIdentity]] = {}  # per address: looked up once
     for item in items:
         try:
-            drafts, measurement = _drafts(item)
-            effective = effective_time(item.reading, ctx.tz, Reading.timestamp_of(measurement))
+            drafts, local = _drafts(item)
+            effective = effective_time(item.reading, ctx.tz, local)
         except MappingError as exc:
             error = exc.for_item(item.id)
             if skipped is None:
