@@ -23,7 +23,7 @@ from device_drivers.reading import Reading
 from gateway.store import crypto
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
 from gateway.store.records import (
-    RECORD_FORMAT,
+    SEAL_FORMAT,
     DeviceRecord,
     Event,
     StoredReading,
@@ -50,8 +50,14 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _aad_head(key_id: int) -> bytes:
+    return b"carebox-outbox|%d|%d|" % (SEAL_FORMAT, key_id)
+
+
 def _aad(key_id: int, rid: bytes) -> bytes:
-    return b"carebox-outbox|%d|%d|" % (RECORD_FORMAT, key_id) + rid
+    """Associated data of a record: envelope version, key id and row key, so a ciphertext
+    moved to another row, or relabelled with another key, fails its tag."""
+    return _aad_head(key_id) + rid
 
 
 def _ms(at: datetime | None) -> int | None:
@@ -134,6 +140,7 @@ class _Engine:
             migrate(self.conn)
             self._fsync_dir()
             self.index_key, self.sealers = self._load_keys(provider)
+            self.row_key = crypto.RowKeyer(self.index_key)
             self.current = max(self.sealers)
             with _Tx(self.conn) as c:
                 # leases are promises of this process only: whatever was in flight died
@@ -291,17 +298,22 @@ class _Engine:
             return []
         self._check_room(len(readings))
         sealer = self.sealers[self.current]
+        key_id = sealer.key_id
         now = _now_ms()
-        rows = []
-        ids = []
+        row_key = self.row_key
+        aad_head = _aad_head(key_id)
+        rids = []
+        plain = []
         for reading in readings:
             identity, phd_timestamp = reading.capture_keys()  # once, at capture, one decode
-            rid = crypto.row_key(self.index_key, identity)
-            payload = pack_reading(reading, identity, phd_timestamp)
-            rows.append(
-                (rid, sealer.key_id, now, sealer.seal(_aad(sealer.key_id, rid), payload), rid)
-            )
-            ids.append(rid.hex())
+            rid = row_key(identity)
+            rids.append(rid)
+            plain.append((aad_head + rid, pack_reading(reading, identity, phd_timestamp)))
+        sealed = sealer.seal_many(plain)
+        rows = [
+            (rid, key_id, now, blob, rid) for rid, blob in zip(rids, sealed, strict=True)
+        ]
+        ids = [rid.hex() for rid in rids]
         try:
             with _Tx(self.conn) as c:
                 c.executemany(
