@@ -32,6 +32,7 @@ from device_drivers.reading import Reading
 from gateway.store.errors import TamperedRecord
 
 __all__ = [
+    "CLOCK_TRUSTED",
     "RECORD_FORMAT",
     "SEAL_FORMAT",
     "DeviceRecord",
@@ -70,7 +71,7 @@ _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
 
 
-_CLOCK_TRUSTED: Final = 0x01
+CLOCK_TRUSTED: Final = 0x01  # plaintext flag bits
 _HAS_CONTEXT: Final = 0x02
 _HAS_OFFSET: Final = 0x04
 
@@ -158,7 +159,7 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     ):
         return _pack_v1(reading, identity, phd_timestamp, device)
     # plain ints, not the IntFlag: this runs once per reading on the add path
-    flags = _CLOCK_TRUSTED if reading.clock_trusted else 0
+    flags = CLOCK_TRUSTED if reading.clock_trusted else 0
     if context is None:
         context = b""
     else:
@@ -183,7 +184,7 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
 
 
 def _pack_v1(reading: Reading, identity: str, phd_timestamp: str, device: bytes) -> bytes:
-    flags = _CLOCK_TRUSTED if reading.clock_trusted else 0
+    flags = CLOCK_TRUSTED if reading.clock_trusted else 0
     parts = [b""]
     offset = reading.device_clock_offset_s
     if offset is not None:
@@ -290,7 +291,7 @@ def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
         characteristic=characteristic,
         value=value,
         received_at=from_us(received_us),
-        clock_trusted=bool(flags & _CLOCK_TRUSTED),
+        clock_trusted=bool(flags & CLOCK_TRUSTED),
         context=context,
         device_clock_offset_s=offset,
     )

@@ -23,6 +23,7 @@ from device_drivers.reading import Reading
 from gateway.store import crypto
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
 from gateway.store.records import (
+    CLOCK_TRUSTED,
     SEAL_FORMAT,
     DeviceRecord,
     Event,
@@ -31,7 +32,7 @@ from gateway.store.records import (
     from_us,
     pack_reading,
     to_us,
-    unpack_reading,
+    unpack_fields,
 )
 from gateway.store.schema import DB_NAME, connect, migrate, set_aside
 from gateway.store.status import StoreStatus, device_rows, read_status, stats_of
@@ -310,9 +311,7 @@ class _Engine:
             rids.append(rid)
             plain.append((aad_head + rid, pack_reading(reading, identity, phd_timestamp)))
         sealed = sealer.seal_many(plain)
-        rows = [
-            (rid, key_id, now, blob, rid) for rid, blob in zip(rids, sealed, strict=True)
-        ]
+        rows = [(rid, key_id, now, blob, rid) for rid, blob in zip(rids, sealed, strict=True)]
         ids = [rid.hex() for rid in rids]
         try:
             with _Tx(self.conn) as c:
@@ -341,8 +340,11 @@ class _Engine:
     def lease(self, limit: int, lease_s: float) -> list[StoredReading]:
         now = self.clock()
         out: list[StoredReading] = []
-        good: list[int] = []
         bad: list[tuple[int, str]] = []
+        first = last = -1
+        # one datetime per distinct time in a lease: a batch shares its capture time, and a
+        # device's history often its receive time
+        times: dict[int, datetime] = {}
         with _Tx(self.conn, durable=False) as c:
             after = -1
             while len(out) < limit:
@@ -352,39 +354,64 @@ class _Engine:
                     "WHERE seq > ? AND lease_until <= ? ORDER BY seq LIMIT ?",
                     (after, now, want),
                 ).fetchall()
+                if not rows:
+                    break
+                if first < 0:
+                    first = rows[0][0]
+                after = last = rows[-1][0]
                 for seq, rid, key_id, captured, attempts, payload in rows:
-                    after = seq
                     try:
-                        reading, identity, phd = self._open(key_id, rid, payload)
+                        fields = unpack_fields(self._open(key_id, rid, payload))
                     except TamperedRecord as exc:
                         bad.append((seq, str(exc)))
                         continue
-                    good.append(seq)
+                    device, characteristic, value, rx_us, flags, context, offset, ident, phd = (
+                        fields
+                    )
+                    received_at = times.get(rx_us)
+                    if received_at is None:
+                        received_at = times[rx_us] = from_us(rx_us)
+                    captured_us = captured * 1000
+                    captured_at = times.get(captured_us)
+                    if captured_at is None:
+                        captured_at = times[captured_us] = from_us(captured_us)
                     out.append(
                         StoredReading(
-                            id=bytes(rid).hex(),
-                            reading=reading,
-                            phd_timestamp=phd,
-                            captured_at=from_us(captured * 1000),
-                            attempts=attempts + 1,
-                            identity=identity,
+                            bytes(rid).hex(),
+                            Reading(
+                                device,
+                                characteristic,
+                                value,
+                                received_at,
+                                bool(flags & CLOCK_TRUSTED),
+                                context,
+                                offset,
+                            ),
+                            phd,
+                            captured_at,
+                            attempts + 1,
+                            ident,
                         )
                     )
                 if len(rows) < want:
                     break
-            c.executemany(
-                "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
-                [(now + lease_s, seq) for seq in good],
-            )
+            if first >= 0:
+                # exactly the rows read above: same transaction, same bounds, same filter
+                # (a row failing its tag is leased too, then moved to quarantine just below)
+                c.execute(
+                    "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 "
+                    "WHERE seq BETWEEN ? AND ? AND lease_until <= ?",
+                    (now + lease_s, first, last, now),
+                )
             for seq, reason in bad:
                 self._quarantine(c, seq, reason)
         return out
 
-    def _open(self, key_id: int, rid: bytes, payload: bytes) -> tuple[Reading, str, str]:
+    def _open(self, key_id: int, rid: bytes, payload: bytes) -> bytes:
         sealer = self.sealers.get(key_id)
         if sealer is None:
             raise TamperedRecord(f"record names unknown key {key_id}")
-        return unpack_reading(sealer.open(_aad(key_id, rid), payload))
+        return sealer.open(_aad(key_id, rid), payload)
 
     def _quarantine(self, c: sqlite3.Connection, seq: int, reason: str) -> None:
         key_id = c.execute("SELECT key_id FROM outbox WHERE seq = ?", (seq,)).fetchone()[0]
