@@ -37,6 +37,7 @@ from gateway.store.errors import StoreError, TamperedRecord, WrongKey
 
 __all__ = [
     "KEY_LEN",
+    "SEAL_FORMAT",
     "SEAL_OVERHEAD",
     "FileKek",
     "KekProvider",
@@ -45,6 +46,7 @@ __all__ = [
     "Sealer",
     "kek_provider",
     "new_key",
+    "outbox_aad_head",
     "read_rpi_otp_key",
     "row_key",
     "unwrap_key",
@@ -55,6 +57,11 @@ KEY_LEN: Final = 32
 NONCE_LEN: Final = 12
 TAG_LEN: Final = 16
 SEAL_OVERHEAD: Final = NONCE_LEN + TAG_LEN
+SEAL_FORMAT: Final = 1
+"""Version of the sealed envelope (nonce, ciphertext, tag; associated data
+`outbox_aad_head(key_id) + row key`), bound into the associated data. Schema migrations and
+plaintext layouts (records.py) do not change it, so records sealed by any earlier Carebox
+still open."""
 _SHA256_BLOCK: Final = 64
 ROW_KEY_LEN: Final = 16  # 128 bits: collisions need ~2**64 readings
 OTP_READ_TIMEOUT_S: Final = 10.0  # vcmailbox answers in milliseconds; a hang means no firmware
@@ -120,13 +127,21 @@ class RowKeyer:
         return outer.digest()[:ROW_KEY_LEN]
 
 
+def outbox_aad_head(key_id: int) -> bytes:
+    """Associated data of an outbox record is this plus its row key: envelope version, key id
+    and row key, so a ciphertext moved to another row, or relabelled with another key, fails
+    its tag."""
+    return b"carebox-outbox|%d|%d|" % (SEAL_FORMAT, key_id)
+
+
 class Sealer:
     """AES-256-GCM under one data key; one `AESGCM` object reused (PERFORMANCE.md)."""
 
-    __slots__ = ("_aead", "key_id")
+    __slots__ = ("_aead", "aad_head", "key_id")
 
     def __init__(self, key_id: int, key: bytes) -> None:
         self.key_id = key_id
+        self.aad_head = outbox_aad_head(key_id)
         self._aead = AESGCM(key)
 
     def seal(self, aad: bytes, plaintext: bytes) -> bytes:

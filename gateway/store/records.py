@@ -34,7 +34,6 @@ from gateway.store.errors import TamperedRecord
 __all__ = [
     "CLOCK_TRUSTED",
     "RECORD_FORMAT",
-    "SEAL_FORMAT",
     "DeviceRecord",
     "Event",
     "StoreStats",
@@ -46,12 +45,7 @@ __all__ = [
 
 RECORD_FORMAT: Final = 2
 """Version of the plaintext layout written now (its first byte, authenticated by the tag);
-layout 1 records stay readable. What the associated data binds is `SEAL_FORMAT`."""
-
-SEAL_FORMAT: Final = 1
-"""Version of the sealed envelope (nonce, ciphertext, tag; associated data = this, key id,
-row key), bound into the associated data. Schema migrations and plaintext layouts do not
-change it, so records sealed by any earlier Carebox still open."""
+layout 1 records stay readable. What the associated data binds is `crypto.SEAL_FORMAT`."""
 
 _FORMAT_V1: Final = 1
 

@@ -24,7 +24,6 @@ from gateway.store import crypto
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
 from gateway.store.records import (
     CLOCK_TRUSTED,
-    SEAL_FORMAT,
     DeviceRecord,
     Event,
     StoredReading,
@@ -44,21 +43,12 @@ MIB: Final = 1024 * 1024
 ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
+ACK_CHUNK: Final = 500  # row keys per DELETE statement (SQLite allows 32,766 parameters)
 DetailValue = str | int | float | bool
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _aad_head(key_id: int) -> bytes:
-    return b"carebox-outbox|%d|%d|" % (SEAL_FORMAT, key_id)
-
-
-def _aad(key_id: int, rid: bytes) -> bytes:
-    """Associated data of a record: envelope version, key id and row key, so a ciphertext
-    moved to another row, or relabelled with another key, fails its tag."""
-    return _aad_head(key_id) + rid
 
 
 def _ms(at: datetime | None) -> int | None:
@@ -302,7 +292,7 @@ class _Engine:
         key_id = sealer.key_id
         now = _now_ms()
         row_key = self.row_key
-        aad_head = _aad_head(key_id)
+        aad_head = sealer.aad_head
         rids = []
         plain = []
         for reading in readings:
@@ -345,6 +335,7 @@ class _Engine:
         # one datetime per distinct time in a lease: a batch shares its capture time, and a
         # device's history often its receive time
         times: dict[int, datetime] = {}
+        openers: dict[int, crypto.Sealer] = {}
         with _Tx(self.conn, durable=False) as c:
             after = -1
             while len(out) < limit:
@@ -361,7 +352,10 @@ class _Engine:
                 after = last = rows[-1][0]
                 for seq, rid, key_id, captured, attempts, payload in rows:
                     try:
-                        fields = unpack_fields(self._open(key_id, rid, payload))
+                        opener = openers.get(key_id)
+                        if opener is None:
+                            opener = openers[key_id] = self._opener(key_id)
+                        fields = unpack_fields(opener.open(opener.aad_head + rid, payload))
                     except TamperedRecord as exc:
                         bad.append((seq, str(exc)))
                         continue
@@ -377,7 +371,7 @@ class _Engine:
                         captured_at = times[captured_us] = from_us(captured_us)
                     out.append(
                         StoredReading(
-                            bytes(rid).hex(),
+                            rid.hex(),
                             Reading(
                                 device,
                                 characteristic,
@@ -407,11 +401,11 @@ class _Engine:
                 self._quarantine(c, seq, reason)
         return out
 
-    def _open(self, key_id: int, rid: bytes, payload: bytes) -> bytes:
+    def _opener(self, key_id: int) -> crypto.Sealer:
         sealer = self.sealers.get(key_id)
         if sealer is None:
             raise TamperedRecord(f"record names unknown key {key_id}")
-        return sealer.open(_aad(key_id, rid), payload)
+        return sealer
 
     def _quarantine(self, c: sqlite3.Connection, seq: int, reason: str) -> None:
         key_id = c.execute("SELECT key_id FROM outbox WHERE seq = ?", (seq,)).fetchone()[0]
@@ -431,14 +425,20 @@ class _Engine:
             raise StoreError(f"not a store id: {exc}") from exc
 
     def ack(self, ids: Sequence[str]) -> None:
-        rids = self._rids(ids)
+        rids = sorted(self._rids(ids))  # in key order: neighbouring b-tree pages, hot cache
         if not rids:
             return
         with _Tx(self.conn, durable=False) as c:
-            c.executemany(
-                "INSERT OR IGNORE INTO tombstones SELECT rid FROM outbox WHERE rid = ?", rids
-            )
-            c.executemany("DELETE FROM outbox WHERE rid = ?", rids)
+            gone: list[tuple[bytes]] = []
+            for start in range(0, len(rids), ACK_CHUNK):
+                chunk = rids[start : start + ACK_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                gone += c.execute(
+                    f"DELETE FROM outbox WHERE rid IN ({marks}) RETURNING rid",  # noqa: S608 - only "?" marks
+                    [r for (r,) in chunk],
+                ).fetchall()
+            gone.sort()
+            c.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", gone)
             c.execute(
                 "INSERT INTO meta VALUES ('last_ack', ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
