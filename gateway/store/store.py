@@ -117,6 +117,10 @@ class _Engine:
         self.retention = retention
         self.clock = clock
         self.lock_fd = self._lock()
+        # seq -> (lease expiry on `clock`, row key, leases not yet counted in `attempts`):
+        # leases are promises of this process only, so they live here, not in the file, and a
+        # lease costs no write. Entries go at ack, release, quarantine, retention and close.
+        self.leases: dict[int, tuple[float, bytes, int]] = {}
         self.quota_level = 0
         self.refusing = False
         # a store_full event the full disk itself refused; written with the next commit
@@ -197,6 +201,8 @@ class _Engine:
     def close(self) -> None:
         conn = getattr(self, "conn", None)
         if conn is not None:
+            with suppress(sqlite3.Error):  # closing anyway: at worst a count of sends is lost
+                self._save_attempts()
             conn.close()
             self.conn = None  # type: ignore[assignment]
         if self.lock_fd >= 0:
@@ -274,7 +280,12 @@ class _Engine:
             return 0
         cutoff = _now_ms() - self.retention // timedelta(milliseconds=1)
         with _Tx(self.conn) as c:
-            n = c.execute("DELETE FROM outbox WHERE captured_at < ?", (cutoff,)).rowcount
+            gone = c.execute(
+                "DELETE FROM outbox WHERE captured_at < ? RETURNING seq", (cutoff,)
+            ).fetchall()
+            for (seq,) in gone:
+                self.leases.pop(seq, None)
+            n = len(gone)
             if n:
                 self._event(
                     c,
@@ -329,28 +340,32 @@ class _Engine:
 
     def lease(self, limit: int, lease_s: float) -> list[StoredReading]:
         now = self.clock()
+        until = now + lease_s
+        leases = self.leases
         out: list[StoredReading] = []
         bad: list[tuple[int, str]] = []
-        first = last = -1
         # one datetime per distinct time in a lease: a batch shares its capture time, and a
         # device's history often its receive time
         times: dict[int, datetime] = {}
         openers: dict[int, crypto.Sealer] = {}
-        with _Tx(self.conn, durable=False) as c:
-            after = -1
+        # a read, not a write: leases are this process's promises, kept in `self.leases`
+        cur = self.conn.execute(
+            "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
+            "WHERE seq > ? ORDER BY seq",
+            (-1,),
+        )
+        try:
             while len(out) < limit:
-                want = limit - len(out)
-                rows = c.execute(
-                    "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
-                    "WHERE seq > ? AND lease_until <= ? ORDER BY seq LIMIT ?",
-                    (after, now, want),
-                ).fetchall()
+                rows = cur.fetchmany(limit - len(out))
                 if not rows:
                     break
-                if first < 0:
-                    first = rows[0][0]
-                after = last = rows[-1][0]
                 for seq, rid, key_id, captured, attempts, payload in rows:
+                    held = leases.get(seq)
+                    unsaved = 0  # leases of this row by this process not yet in `attempts`
+                    if held is not None and held[1] == rid:  # a seq reused: not this row's
+                        if held[0] > now:
+                            continue
+                        unsaved = held[2]
                     try:
                         opener = openers.get(key_id)
                         if opener is None:
@@ -369,6 +384,7 @@ class _Engine:
                     captured_at = times.get(captured_us)
                     if captured_at is None:
                         captured_at = times[captured_us] = from_us(captured_us)
+                    leases[seq] = (until, rid, unsaved + 1)
                     out.append(
                         StoredReading(
                             rid.hex(),
@@ -383,22 +399,16 @@ class _Engine:
                             ),
                             phd,
                             captured_at,
-                            attempts + 1,
+                            attempts + unsaved + 1,
                             ident,
                         )
                     )
-                if len(rows) < want:
-                    break
-            if first >= 0:
-                # exactly the rows read above: same transaction, same bounds, same filter
-                # (a row failing its tag is leased too, then moved to quarantine just below)
-                c.execute(
-                    "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 "
-                    "WHERE seq BETWEEN ? AND ? AND lease_until <= ?",
-                    (now + lease_s, first, last, now),
-                )
-            for seq, reason in bad:
-                self._quarantine(c, seq, reason)
+        finally:
+            cur.close()
+        if bad:
+            with _Tx(self.conn, durable=False) as c:
+                for seq, reason in bad:
+                    self._quarantine(c, seq, reason)
         return out
 
     def _opener(self, key_id: int) -> crypto.Sealer:
@@ -415,6 +425,7 @@ class _Engine:
             (reason, _now_ms(), seq),
         )
         c.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self.leases.pop(seq, None)
         self._event(c, "tampered_record", {"row": seq, "key_id": key_id, "reason": reason})
 
     @staticmethod
@@ -428,15 +439,18 @@ class _Engine:
         rids = sorted(self._rids(ids))  # in key order: neighbouring b-tree pages, hot cache
         if not rids:
             return
+        seqs: list[int] = []
         with _Tx(self.conn, durable=False) as c:
             gone: list[tuple[bytes]] = []
             for start in range(0, len(rids), ACK_CHUNK):
                 chunk = rids[start : start + ACK_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                gone += c.execute(
-                    f"DELETE FROM outbox WHERE rid IN ({marks}) RETURNING rid",  # noqa: S608 - only "?" marks
+                for rid, seq in c.execute(
+                    f"DELETE FROM outbox WHERE rid IN ({marks}) RETURNING rid, seq",  # noqa: S608 - only "?" marks
                     [r for (r,) in chunk],
-                ).fetchall()
+                ).fetchall():
+                    gone.append((rid,))
+                    seqs.append(seq)
             gone.sort()
             c.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", gone)
             c.execute(
@@ -444,11 +458,28 @@ class _Engine:
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (_now_ms(),),
             )
+        for seq in seqs:  # only once committed: a failed ack leaves the leases held
+            self.leases.pop(seq, None)
 
     def release(self, ids: Sequence[str]) -> None:
-        rids = self._rids(ids)
-        with _Tx(self.conn, durable=False) as c:
-            c.executemany("UPDATE outbox SET lease_until = 0 WHERE rid = ?", rids)
+        """Ends the leases in memory. No write (their counts reach `attempts` at close), so a
+        release works on a full disk too."""
+        leases = self.leases
+        for (rid,) in self._rids(ids):
+            row = self.conn.execute("SELECT seq FROM outbox WHERE rid = ?", (rid,)).fetchone()
+            held = None if row is None else leases.get(row[0])
+            if held is not None and held[1] == rid:
+                leases[row[0]] = (0.0, rid, held[2])
+
+    def _save_attempts(self) -> None:
+        """Write the leases' counts into `attempts` (one transaction), ending them all."""
+        counts = [(n, seq, rid) for seq, (_, rid, n) in self.leases.items()]
+        self.leases.clear()
+        if counts:
+            with _Tx(self.conn, durable=False) as c:
+                c.executemany(
+                    "UPDATE outbox SET attempts = attempts + ? WHERE seq = ? AND rid = ?", counts
+                )
 
     def prune(self) -> int:
         removed = self._expire()
@@ -494,10 +525,9 @@ class _Engine:
         return None if row is None else int(row[0])
 
     def stats(self) -> StoreStats:
-        leased = self.conn.execute(
-            "SELECT count(*) FROM outbox WHERE lease_until > ?", (self.clock(),)
-        ).fetchone()[0]
-        return stats_of(self.conn, self.path, leased=int(leased))
+        now = self.clock()
+        leased = sum(1 for until, _, _ in self.leases.values() if until > now)
+        return stats_of(self.conn, self.path, leased=leased)
 
     # -- devices --------------------------------------------------------------------------
     def upsert_device(self, d: DeviceRecord) -> None:
