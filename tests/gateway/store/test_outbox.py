@@ -177,3 +177,69 @@ async def test_files_are_private(store: Store, state_dir: Path) -> None:
     assert stat.S_IMODE((state_dir / "keys" / "store.kek").stat().st_mode) == 0o600
     for name in ("store.db", "store.db-wal", "store.db-shm", "store.lock"):
         assert stat.S_IMODE((state_dir / name).stat().st_mode) == 0o600, name
+
+
+async def test_rows_sealed_by_the_previous_layout_still_lease(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written by the previous Carebox (layout 1 plaintexts) drains unchanged."""
+    from gateway.store import records
+    from gateway.store import store as store_module
+
+    old = [current_time(n) for n in range(3)]
+    with monkeypatch.context() as m:
+        m.setattr(
+            store_module,
+            "pack_reading",
+            lambda r, i, p: records._pack_v1(r, i, p, r.device.encode()),
+        )
+        async with await Store.open(state_dir, min_free_mb=0) as s:
+            old_ids = await s.add(old)
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        new_ids = await s.add([current_time(10), *old])  # old ones are duplicates
+        assert new_ids[1:] == old_ids
+        leased = await s.lease(10)
+        assert [x.id for x in leased] == [*old_ids, new_ids[0]]
+        assert [x.reading for x in leased] == [*old, current_time(10)]
+        assert [x.identity for x in leased] == [r.identity() for r in [*old, current_time(10)]]
+
+
+async def test_attempts_count_every_lease_across_release_and_reopen(
+    state_dir: Path, clock: FakeClock
+) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        ids = await s.add([current_time(n) for n in range(3)])
+        assert [x.attempts for x in await s.lease(2)] == [1, 1]
+        await s.release(ids[:1])
+        assert [x.attempts for x in await s.lease(3)] == [2, 1]  # ids[0], ids[2]
+        clock.now += 3600  # every lease expires
+        assert [x.attempts for x in await s.lease(3)] == [3, 2, 2]
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        assert [x.attempts for x in await s.lease(3)] == [4, 3, 3]
+        await s.ack(ids[1:])
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        assert [(x.id, x.attempts) for x in await s.lease(3)] == [(ids[0], 5)]
+
+
+async def test_a_held_row_is_never_leased_twice(store: Store, clock: FakeClock) -> None:
+    ids = await store.add([current_time(n) for n in range(10)])
+    a = await store.lease(3, lease_s=100)
+    await store.release([ids[1]])
+    b = await store.lease(3, lease_s=10)  # ids[1] again, then past the held ones
+    assert [x.id for x in b] == [ids[1], ids[3], ids[4]]
+    await store.ack([ids[3]])
+    clock.now += 50  # b's leases expired, a's (but ids[1]) still held
+    c = await store.lease(10, lease_s=100)
+    assert [x.id for x in c] == [ids[1], ids[4], *ids[5:]]
+    assert {x.id for x in a} & {x.id for x in c} == {ids[1]}
+    assert await store.lease(10) == []
+    assert (await store.stats()).leased == 9
+
+
+async def test_a_failed_ack_keeps_nothing_half_done(store: Store) -> None:
+    ids = await store.add([current_time(n) for n in range(3)])
+    await store.lease(3)
+    with pytest.raises(StoreError, match="not a store id"):
+        await store.ack([ids[0], "zz"])
+    assert (await store.stats()).queue_depth == 3
+    assert (await store.stats()).leased == 3
