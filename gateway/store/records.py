@@ -22,7 +22,6 @@ plaintext capture time it would say when a patient measured. Only the gateway's 
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,9 +55,7 @@ _LEN: Final = struct.Struct(">H")
 # layout 2: format, flags, characteristic, received_at µs, PHD timestamp part (s), identity
 # (16 bytes), then the lengths of device, value and context
 _HEAD2: Final = struct.Struct(">BBHqq16sBHH")
-_IDENTITY_HEX: Final = 32
-_HEX: Final = re.compile(r"[0-9a-f]+")
-_PHD: Final = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_IDENTITY_LEN: Final = 16
 _U8_MAX: Final = 0xFF
 _U16_MAX: Final = 0xFFFF
 _I64_MIN: Final = -(2**63)
@@ -142,11 +139,16 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     device = reading.device.encode()
     value = reading.value
     context = reading.context
+    try:
+        ident = bytes.fromhex(identity)
+        phd = int(phd_timestamp)
+    except ValueError:
+        return _pack_v1(reading, identity, phd_timestamp, device)
     if (
-        len(identity) != _IDENTITY_HEX
-        or _HEX.fullmatch(identity) is None
-        or _PHD.fullmatch(phd_timestamp) is None
-        or not _I64_MIN <= (phd := int(phd_timestamp)) <= _I64_MAX
+        len(ident) != _IDENTITY_LEN
+        or ident.hex() != identity  # lower case, no spaces: the exact text comes back
+        or str(phd) != phd_timestamp  # canonical decimal: the exact text comes back
+        or not _I64_MIN <= phd <= _I64_MAX
         or len(device) > _U8_MAX
         or len(value) > _U16_MAX
         or (context is not None and len(context) > _U16_MAX)
@@ -167,7 +169,7 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
         reading.characteristic,
         to_us(reading.received_at),
         phd,
-        bytes.fromhex(identity),
+        ident,
         len(device),
         len(value),
         len(context),
