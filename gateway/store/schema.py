@@ -81,6 +81,11 @@ MIGRATIONS: Final[Sequence[str]] = (
         at INTEGER NOT NULL
     );
     """,
+    # 3: a delivered row may first become a tombstone in place (key_id 0, payload erased),
+    # moved to `tombstones` in bulk later (store.py): this index finds them
+    """
+    CREATE INDEX outbox_delivered ON outbox (seq) WHERE key_id = 0;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -43,6 +43,9 @@ MIB: Final = 1024 * 1024
 ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
+DELIVERED = 0  # key_id of a delivered row waiting in place as a tombstone (no key has id 0)
+DELIVERED_FLUSH: Final = 10_000  # in-place tombstones moved to `tombstones` at once (sorted)
+_TO_TOMBSTONE: Final = "UPDATE outbox SET key_id = 0, payload = x'', captured_at = 0, attempts = 0"
 ACK_CHUNK: Final = 500  # row keys per DELETE statement (SQLite allows 32,766 parameters)
 DetailValue = str | int | float | bool
 
@@ -121,6 +124,10 @@ class _Engine:
         # leases are promises of this process only, so they live here, not in the file, and a
         # lease costs no write. Entries go at ack, release, quarantine, retention and close.
         self.leases: dict[int, tuple[float, bytes, int]] = {}
+        # every row with seq <= floor is a delivered tombstone in place (or gone): leases
+        # start after it. Only a flush deletes such rows, so only a flush resets it.
+        self.floor = -1
+        self.pending = 0  # delivered rows waiting in place (key_id DELIVERED)
         self.quota_level = 0
         self.refusing = False
         # a store_full event the full disk itself refused; written with the next commit
@@ -140,6 +147,11 @@ class _Engine:
             with _Tx(self.conn) as c:
                 # leases are promises of this process only: whatever was in flight died
                 c.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until != 0")
+                self.pending = int(
+                    c.execute(
+                        "SELECT count(*) FROM outbox WHERE key_id = 0"  # outbox_delivered
+                    ).fetchone()[0]
+                )
                 if set_aside_as is not None:
                     self._event(c, "store_set_aside", {"moved_to": set_aside_as.name})
         except BaseException:
@@ -281,7 +293,8 @@ class _Engine:
         cutoff = _now_ms() - self.retention // timedelta(milliseconds=1)
         with _Tx(self.conn) as c:
             gone = c.execute(
-                "DELETE FROM outbox WHERE captured_at < ? RETURNING seq", (cutoff,)
+                "DELETE FROM outbox WHERE captured_at < ? AND key_id != 0 RETURNING seq",
+                (cutoff,),
             ).fetchall()
             for (seq,) in gone:
                 self.leases.pop(seq, None)
@@ -349,10 +362,17 @@ class _Engine:
         times: dict[int, datetime] = {}
         openers: dict[int, crypto.Sealer] = {}
         # a read, not a write: leases are this process's promises, kept in `self.leases`
+        first = self.conn.execute(
+            "SELECT seq FROM outbox WHERE seq > ? AND key_id != 0 ORDER BY seq LIMIT 1",
+            (self.floor,),
+        ).fetchone()
+        if first is None:
+            return []
+        self.floor = first[0] - 1  # what the query stepped over is all delivered
         cur = self.conn.execute(
             "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
-            "WHERE seq > ? ORDER BY seq",
-            (-1,),
+            "WHERE seq > ? AND key_id != 0 ORDER BY seq",
+            (self.floor,),
         )
         try:
             while len(out) < limit:
@@ -436,30 +456,61 @@ class _Engine:
             raise StoreError(f"not a store id: {exc}") from exc
 
     def ack(self, ids: Sequence[str]) -> None:
-        rids = sorted(self._rids(ids))  # in key order: neighbouring b-tree pages, hot cache
+        """The rows become tombstones in place: payload erased, key id DELIVERED, row key
+        kept in the outbox's unique index (which dedups them meanwhile). Only the rows' own
+        pages are written, in seq order; the random-order writes of moving row keys into
+        `tombstones` happen later for many rows at once, sorted (`_flush_delivered`)."""
+        rids = sorted(self._rids(ids))  # in key order: neighbouring index pages, hot cache
         if not rids:
             return
+        # rows this process leased are found by seq (the table's own order); others by key
+        held = {rid: seq for seq, (_, rid, _) in self.leases.items()}
+        by_seq = sorted((held[r], r) for (r,) in rids if r in held)
+        by_rid = [r for (r,) in rids if r not in held]
         seqs: list[int] = []
         with _Tx(self.conn, durable=False) as c:
-            gone: list[tuple[bytes]] = []
-            for start in range(0, len(rids), ACK_CHUNK):
-                chunk = rids[start : start + ACK_CHUNK]
+            for start in range(0, len(by_seq), ACK_CHUNK):
+                chunk = by_seq[start : start + ACK_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                for rid, seq in c.execute(
-                    f"DELETE FROM outbox WHERE rid IN ({marks}) RETURNING rid, seq",  # noqa: S608 - only "?" marks
-                    [r for (r,) in chunk],
-                ).fetchall():
-                    gone.append((rid,))
-                    seqs.append(seq)
-            gone.sort()
-            c.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", gone)
+                seqs += (
+                    seq
+                    for (seq,) in c.execute(
+                        f"{_TO_TOMBSTONE} WHERE seq IN ({marks}) AND rid IN ({marks}) "
+                        "AND key_id != 0 RETURNING seq",
+                        [seq for seq, _ in chunk] + [r for _, r in chunk],
+                    ).fetchall()
+                )
+            for start in range(0, len(by_rid), ACK_CHUNK):
+                chunk_rids = by_rid[start : start + ACK_CHUNK]
+                marks = ", ".join("?" * len(chunk_rids))
+                seqs += (
+                    seq
+                    for (seq,) in c.execute(
+                        f"{_TO_TOMBSTONE} WHERE rid IN ({marks}) AND key_id != 0 RETURNING seq",
+                        chunk_rids,
+                    ).fetchall()
+                )
             c.execute(
                 "INSERT INTO meta VALUES ('last_ack', ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (_now_ms(),),
             )
+        self.pending += len(seqs)
         for seq in seqs:  # only once committed: a failed ack leaves the leases held
             self.leases.pop(seq, None)
+        if self.pending >= DELIVERED_FLUSH:
+            self._flush_delivered()
+
+    def _flush_delivered(self) -> None:
+        """Move the in-place tombstones to `tombstones`, in key order, in one transaction."""
+        with _Tx(self.conn, durable=False) as c:
+            c.execute(
+                "INSERT OR IGNORE INTO tombstones "
+                "SELECT rid FROM outbox WHERE key_id = 0 ORDER BY rid"
+            )
+            c.execute("DELETE FROM outbox WHERE key_id = 0")
+        self.pending = 0
+        self.floor = -1  # the deleted rows may have had the highest seqs: seqs get reused
 
     def release(self, ids: Sequence[str]) -> None:
         """Ends the leases in memory. No write (their counts reach `attempts` at close), so a
@@ -482,6 +533,8 @@ class _Engine:
                 )
 
     def prune(self) -> int:
+        if self.pending:
+            self._flush_delivered()
         removed = self._expire()
         with _Tx(self.conn) as c:
             # a data key goes once no record sealed with it remains; the newest always stays

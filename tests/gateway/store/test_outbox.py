@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,3 +244,65 @@ async def test_a_failed_ack_keeps_nothing_half_done(store: Store) -> None:
         await store.ack([ids[0], "zz"])
     assert (await store.stats()).queue_depth == 3
     assert (await store.stats()).leased == 3
+
+
+async def test_delivered_rows_stay_tombstones_through_the_bulk_move(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ack turns rows into tombstones in place; every DELIVERED_FLUSH of them (and prune)
+    moves them to `tombstones`. Dedup, stats and status hold on both sides of the move."""
+    from gateway.store import store as store_module
+
+    monkeypatch.setattr(store_module, "DELIVERED_FLUSH", 4)
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        ids = await s.add([current_time(n) for n in range(6)])
+        await s.ack([x.id for x in await s.lease(3)])  # 3 in place
+        stats = await s.stats()
+        assert (stats.queue_depth, stats.tombstones, stats.delivered_waiting_prune) == (3, 3, 0)
+        status = await asyncio.to_thread(Store.read_status, state_dir)
+        assert (status.stats.queue_depth, status.stats.tombstones) == (3, 3)
+        assert await s.add([current_time(1)]) == ids[1:2]  # deduped by the in-place tombstone
+        assert [x.id for x in await s.lease(10)] == ids[3:]
+        await s.ack(ids[3:4])  # 4 in place: moved
+        with sqlite3.connect(state_dir / "store.db") as conn:
+            assert conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 4
+            assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
+        assert await s.add([current_time(0), current_time(3)]) == [ids[0], ids[3]]
+        await s.ack(ids[4:])  # everything delivered and moved: the highest seqs go too
+        await s.prune()
+        fresh = await s.add([current_time(100), current_time(101)])
+        assert [x.id for x in await s.lease(10)] == fresh  # a reused seq is not "delivered"
+        stats = await s.stats()
+        assert (stats.queue_depth, stats.tombstones) == (2, 6)
+
+
+async def test_retention_never_deletes_a_tombstone(state_dir: Path) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, retention_days=1) as s:
+        ids = await s.add([current_time(1), current_time(2)])
+        await s.ack(ids[:1])
+        # the technician's limit applies to undelivered rows only, even mid-way (quota)
+        assert await s._run(s._engine._expire) == 0  # nothing is older than a day
+        with sqlite3.connect(state_dir / "store.db") as conn:
+            conn.execute("UPDATE outbox SET captured_at = 1 WHERE key_id != 0")
+        assert await s._run(s._engine._expire) == 1
+        assert await s.add([current_time(1)]) == ids[:1]
+        assert (await s.stats()).queue_depth == 0
+
+
+async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) -> None:
+    from gateway.store import schema
+
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        ids = await s.add([current_time(n) for n in range(4)])
+        await s.ack(ids[:2])
+        await s.prune()  # into `tombstones`, as version 2 kept them
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        conn.execute("DROP INDEX outbox_delivered")
+        conn.execute("PRAGMA user_version = 2")
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        assert await s.add([current_time(0)]) == ids[:1]
+        assert [x.id for x in await s.lease(10)] == ids[2:]
+        await s.ack(ids[2:3])
+        assert (await s.stats()).tombstones == 3
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 3
