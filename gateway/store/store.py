@@ -65,12 +65,12 @@ def _ms(at: datetime | None) -> int | None:
 class _Tx:
     """BEGIN IMMEDIATE .. COMMIT, rolled back on any exception.
 
-    `durable=False` commits with ``synchronous=NORMAL`` (no fdatasync): for lease, ack and
-    release only. WAL keeps such a commit atomic and a process crash loses nothing; a power
-    cut may undo the last ones, which only means a reading is sent again under the same
-    identifier (the backend's ifNoneExist drops it) or a lease is forgotten (leases reset at
-    open anyway). The next durable commit syncs their WAL frames too. Half the fsyncs, half
-    the SD-card wear of the delivery path."""
+    `durable=False` commits with ``synchronous=NORMAL`` (no fdatasync): only for ack, the
+    bulk move of tombstones and the lease bookkeeping (quarantine, attempts). WAL keeps such
+    a commit atomic and a process crash loses nothing; a power cut may undo the last ones,
+    which only means a reading is sent again under the same identifier (the backend's
+    ifNoneExist drops it) or a count of sends is lower. The next durable commit syncs their
+    WAL frames too. Half the fsyncs, half the SD-card wear of the delivery path."""
 
     def __init__(self, conn: sqlite3.Connection, *, durable: bool = True) -> None:
         self.conn = conn
