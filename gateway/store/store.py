@@ -128,6 +128,10 @@ class _Engine:
         # start after it. Only a flush deletes such rows, so only a flush resets it.
         self.floor = -1
         self.pending = 0  # delivered rows waiting in place (key_id DELIVERED)
+        # every row with seq <= held_to is leased (or delivered, or gone) until held_until at
+        # least: a lease starts after it. Reset by whatever could free a row below it.
+        self.held_to = -1
+        self.held_until = 0.0
         self.quota_level = 0
         self.refusing = False
         # a store_full event the full disk itself refused; written with the next commit
@@ -298,6 +302,8 @@ class _Engine:
             ).fetchall()
             for (seq,) in gone:
                 self.leases.pop(seq, None)
+            if gone:
+                self.held_to = -1  # the newest row gone: its seq may be reused
             n = len(gone)
             if n:
                 self._event(
@@ -369,21 +375,29 @@ class _Engine:
         if first is None:
             return []
         self.floor = first[0] - 1  # what the query stepped over is all delivered
+        # past the rows earlier leases held, while none of those can have expired
+        start, held_until = self.floor, until
+        if self.held_to > start and now < self.held_until:
+            start, held_until = self.held_to, min(self.held_until, until)
         cur = self.conn.execute(
             "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
             "WHERE seq > ? AND key_id != 0 ORDER BY seq",
-            (self.floor,),
+            (start,),
         )
         try:
             while len(out) < limit:
                 rows = cur.fetchmany(limit - len(out))
                 if not rows:
                     break
+                # every row read is held from here on (skipped as held, leased now, or
+                # quarantined): the next lease may start after the last one
+                self.held_to = rows[-1][0]
                 for seq, rid, key_id, captured, attempts, payload in rows:
                     held = leases.get(seq)
                     unsaved = 0  # leases of this row by this process not yet in `attempts`
                     if held is not None and held[1] == rid:  # a seq reused: not this row's
                         if held[0] > now:
+                            held_until = min(held_until, held[0])
                             continue
                         unsaved = held[2]
                     try:
@@ -425,6 +439,7 @@ class _Engine:
                     )
         finally:
             cur.close()
+        self.held_until = held_until
         if bad:
             with _Tx(self.conn, durable=False) as c:
                 for seq, reason in bad:
@@ -446,6 +461,7 @@ class _Engine:
         )
         c.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
         self.leases.pop(seq, None)
+        self.held_to = -1  # the newest row gone: its seq may be reused
         self._event(c, "tampered_record", {"row": seq, "key_id": key_id, "reason": reason})
 
     @staticmethod
@@ -510,12 +526,13 @@ class _Engine:
             )
             c.execute("DELETE FROM outbox WHERE key_id = 0")
         self.pending = 0
-        self.floor = -1  # the deleted rows may have had the highest seqs: seqs get reused
+        self.floor = self.held_to = -1  # the deleted rows may have been the newest: seqs reused
 
     def release(self, ids: Sequence[str]) -> None:
         """Ends the leases in memory. No write (their counts reach `attempts` at close), so a
         release works on a full disk too."""
         leases = self.leases
+        self.held_to = -1
         for (rid,) in self._rids(ids):
             row = self.conn.execute("SELECT seq FROM outbox WHERE rid = ?", (rid,)).fetchone()
             held = None if row is None else leases.get(row[0])

@@ -306,3 +306,29 @@ async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) 
         assert (await s.stats()).tombstones == 3
     with sqlite3.connect(state_dir / "store.db") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 3
+
+
+async def test_leases_of_different_lengths_expire_each_in_time(
+    store: Store, clock: FakeClock
+) -> None:
+    """A lease starts after the rows earlier leases hold only while none of those expired."""
+    ids = await store.add([current_time(n) for n in range(6)])
+    assert [x.id for x in await store.lease(2, lease_s=100)] == ids[:2]
+    assert [x.id for x in await store.lease(2, lease_s=10)] == ids[2:4]
+    assert [x.id for x in await store.lease(1, lease_s=100)] == ids[4:5]
+    clock.now += 20  # the middle lease expired, the others did not
+    assert [x.id for x in await store.lease(10, lease_s=100)] == [*ids[2:4], ids[5]]
+    assert await store.lease(10) == []
+    clock.now += 100
+    assert [x.id for x in await store.lease(10)] == ids
+
+
+async def test_a_quarantined_newest_row_frees_its_place(state_dir: Path, clock: FakeClock) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        ids = await s.add([current_time(n) for n in range(3)])
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        conn.execute("UPDATE outbox SET payload = x'00' WHERE rid = ?", (bytes.fromhex(ids[2]),))
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        assert [x.id for x in await s.lease(10)] == ids[:2]  # the third is quarantined
+        new = await s.add([current_time(9)])  # may take the quarantined row's seq
+        assert [x.id for x in await s.lease(10)] == new
