@@ -10,8 +10,8 @@ Figures (last line, one JSON object):
   -> its PUBACK.
 
 What drains is the gateway's own path: readings committed in the real encrypted store
-(`gateway.store`), leased, mapped to FHIR transaction Bundles by `gateway.fhir` exactly as the
-service does, published, PUBACKed and acked in the store.
+(`gateway.store`), leased, rendered to FHIR transaction Bundles by `gateway.fhir` in the
+service's rendering worker (`gateway.render_pool`), published, PUBACKed and acked in the store.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from device_drivers.reading import Reading  # noqa: E402
 from gateway import __version__  # noqa: E402
-from gateway.fhir import FhirContext, build_bundle, bundle_to_json  # noqa: E402
+from gateway.fhir import FhirContext  # noqa: E402
+from gateway.render_pool import RenderPool  # noqa: E402
 from gateway.store import Store, StoredReading  # noqa: E402
 from gateway.uplink.broker import LocalBroker  # noqa: E402
 from gateway.uplink.config import UplinkSettings  # noqa: E402
@@ -107,6 +108,7 @@ async def main() -> dict[str, object]:
     broker = LocalBroker(pki, tmp / "broker")
     broker.start()
     store = await Store.open(tmp / "state", min_free_mb=0)
+    renderer = RenderPool()
     try:
         for start_n in range(0, N_DRAIN, ADD_BATCH):
             await store.add([bp_reading(n) for n in range(start_n, start_n + ADD_BATCH)])
@@ -119,8 +121,8 @@ async def main() -> dict[str, object]:
         sent: list[tuple[int, bytes]] = []  # the drain's payloads, for the raw replay
         recording = True
 
-        def mapper(items: Sequence[StoredReading]) -> bytes:
-            payload = bundle_to_json(build_bundle(items, ctx))
+        async def mapper(items: Sequence[StoredReading]) -> bytes:
+            payload, _ = await renderer.render(items, ctx)
             if recording:
                 sent.append((len(items), payload))
             return payload
@@ -203,6 +205,7 @@ async def main() -> dict[str, object]:
             "latency_samples": len(lat_ms),
         }
     finally:
+        renderer.close()
         await store.close()
         broker.stop()
 

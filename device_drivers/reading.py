@@ -65,6 +65,11 @@ class Reading:
         """
         return _device_timestamp(self._decoded())
 
+    @staticmethod
+    def timestamp_of(measurement: Codec) -> datetime | None:
+        """`device_timestamp()` from a measurement already decoded from the reading."""
+        return _device_timestamp(measurement)
+
     def sequence_number(self) -> int | None:
         seq = getattr(self._decoded(), "sequence_number", None)
         return seq if isinstance(seq, int) else None
@@ -109,6 +114,7 @@ class Reading:
 
 
 def _device_timestamp(m: Codec | None) -> datetime | None:
+    """The device time a decoded measurement carries (see `Reading.device_timestamp`)."""
     stamp = getattr(m, "timestamp", None) or getattr(m, "base_time", None)
     if not isinstance(stamp, datetime):
         return None

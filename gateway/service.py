@@ -33,11 +33,9 @@ from gateway.fhir import (
     DeviceInfo,
     FhirContext,
     GatewayInfo,
-    MappingError,
-    build_bundle,
-    bundle_to_json,
     needs_trusted_clock,
 )
+from gateway.render_pool import RenderPool
 from gateway.store import Store, StoredReading
 from gateway.systemd import Notifier, Watchdog
 
@@ -100,6 +98,7 @@ class Service:
         self._known_devices: dict[str, Any] = {}
         self._stopping = asyncio.Event()
         self._watchdog = Watchdog(self.notifier)
+        self._renderer = RenderPool()
 
     # -- the mapper the uplink calls ----------------------------------------------------------
 
@@ -135,19 +134,18 @@ class Service:
             gateway_info=GatewayInfo(software_version=__version__),
         )
 
-    def _map(self, items: Sequence[StoredReading]) -> bytes:
+    async def _map(self, items: Sequence[StoredReading]) -> bytes:
         ctx = self._context()
         if not self.clock.trusted():
             for item in items:
                 if needs_trusted_clock(item.reading) and not item.reading.clock_trusted:
                     raise ClockNotTrusted(f"reading {item.id} waits for a trusted clock")
-        skipped: list[MappingError] = []
-        bundle = build_bundle(items, ctx, skipped)
+        payload, skipped = await self._renderer.render(items, ctx)
         for err in skipped:
             # Acked with its message: an undecodable value was committed as received (L8.2)
             # and its event names it; no bytes, no value in the event.
             self._event_soon("reading_unmappable", reading=str(err.item_id), reason=err.reason)
-        return bundle_to_json(bundle)
+        return payload
 
     def _event_soon(self, kind: str, **detail: str | int) -> None:
         store = self.store
@@ -196,6 +194,7 @@ class Service:
             )
             await self._run_parts()
         finally:
+            self._renderer.close()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_S):
                     await store.close()

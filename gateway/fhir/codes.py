@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 from device_drivers.ieee11073 import Special
@@ -215,3 +216,41 @@ KG_PER_M2: Final = Unit("kg/m2", "kg/m2")
 PERCENT: Final = Unit("%", "%")
 KJ: Final = Unit("kJ", "kJ")
 GRAM: Final = Unit("g", "g")
+
+# --- ANS "Mesures de santé" destination (mes.py; FHIR.md section 14) ------------------------
+# Canonicals of ans.fhir.fr.mesures 3.1.x (ansforge/IG-fhir-mesures-de-sante, input/fsh).
+_MES_BASE: Final = "https://interop.esante.gouv.fr/ig/fhir/mesures/StructureDefinition/"
+MES_PROFILE_BUNDLE: Final = _MES_BASE + "mesures-bundle-flux-alimentation"
+MES_PROFILE_BP: Final = _MES_BASE + "mesures-fr-observation-bp"
+MES_PROFILE_HEARTRATE: Final = _MES_BASE + "mesures-fr-observation-heartrate"
+MES_PROFILE_BODY_WEIGHT: Final = _MES_BASE + "mesures-fr-observation-body-weight"
+MES_PROFILE_BODY_HEIGHT: Final = _MES_BASE + "mesures-fr-observation-bodyheight"
+MES_PROFILE_GLUCOSE: Final = _MES_BASE + "mesures-observation-glucose"
+MES_MOMENT_EXTENSION: Final = _MES_BASE + "mesures-moment-of-measurement"
+MES_ORIGINAL_DATA_EXTENSION: Final = _MES_BASE + "mesures-original-data"
+"""3.1.x name; the development branch renames it (mesures-original-value): re-check on upgrade."""
+
+NOS_LOINC: Final = "https://mos.esante.gouv.fr/NOS/TRE_A04-Loinc/FHIR/TRE-A04-Loinc"
+"""LOINC as the French terminology server (NOS) publishes it: the system of the glucose value
+sets J154 (type) and J157 (moment)."""
+MES_GLUCOSE_LOINC: Final = "2345-7"
+"""The one blood-glucose code of J154 ("glucose sanguin"), whatever the sample type."""
+CONTINUA_DEVICE_IDENTIFIERS_STU1: Final = (
+    "http://hl7.org/fhir/uv/phd/CodeSystem/ContinuaDeviceIdentifiers"
+)
+
+MES_MOMENT_BY_MEAL: Final[dict[int, str]] = {
+    8417868: "88365-2",  # preprandial → before meal
+    8417872: "16915-1",  # postprandial → post prandial
+    8417876: "53049-3",  # fasting → fasting
+    8417880: "LA46-8",  # casual → other
+}
+"""BLE meal context (its MDC value code) → J157 moment of measurement (LOINC, NOS system)."""
+MES_MOMENT_OTHER: Final = "LA46-8"
+"""J157 "other": a glucose without meal context, or with BLE "bedtime" (no code of its own)."""
+
+MG_PER_DL_PER_MMOL_PER_L: Final = Decimal("18.0156")
+"""mmol/L → mg/dL for glucose: molar mass 180.156 g/mol. Frozen: changing it changes values
+already sent."""
+KG_PER_POUND: Final = Decimal("0.45359237")  # exact, international avoirdupois pound
+CM_PER_INCH: Final = Decimal("2.54")  # exact, international inch

@@ -3,14 +3,24 @@
 GatewayError
 └── MappingError            one reading cannot become Observations; names the item and why,
     │                       never a health value nor the reading's bytes
-    └── NotAPatientResult   a control-solution glucose test: decoded fine, never sent
+    ├── NotAPatientResult   a control-solution glucose test: decoded fine, never sent
+    ├── NotForDestination   decoded fine, but the destination (ANS MES) takes nothing of it:
+    │                       permanent for that destination, the reading may be acknowledged
+    └── DeviceNotIdentified its device has no system id (SYSID) and the destination (MES)
+                            keys devices on it: a registry gap, not a property of the reading;
+                            keep the reading and register the device's system id
 """
 
 from __future__ import annotations
 
 from gateway.errors import GatewayError
 
-__all__ = ["MappingError", "NotAPatientResult"]
+__all__ = [
+    "DeviceNotIdentified",
+    "MappingError",
+    "NotAPatientResult",
+    "NotForDestination",
+]
 
 
 class MappingError(GatewayError):
@@ -29,3 +39,13 @@ class MappingError(GatewayError):
 
 class NotAPatientResult(MappingError):
     """A reading that decoded but must never reach a patient record (control solution)."""
+
+
+class NotForDestination(MappingError):
+    """A reading the destination profile refuses as a whole (a body-composition record, an
+    interstitial glucose or a special value for ANS MES): it will never be sendable there."""
+
+
+class DeviceNotIdentified(MappingError):
+    """The reading's device has no DIS system id, which the destination needs as its device
+    key: sendable once the registry knows the id, so the reading must not be dropped."""

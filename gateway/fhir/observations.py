@@ -20,15 +20,16 @@ from device_drivers.ieee11073 import Special
 from gateway.fhir import codes
 from gateway.fhir.codes import Code, Unit
 from gateway.fhir.elements import (
-    coded,
+    coded_text,
+    concept_text,
     field,
     int_code,
     kpa_to_mmhg,
-    mdc_concept,
-    quantity_or_absent,
+    quantity_or_absent_text,
     text_value,
 )
 from gateway.fhir.errors import MappingError, NotAPatientResult
+from gateway.fhir.serialize import to_json
 
 __all__ = ["Draft", "map_measurement"]
 
@@ -38,17 +39,19 @@ JsonObject = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class Draft:
     """An Observation body before the shared elements. `type_code` is the MDC code of its
-    `code`: unique within one reading, it keys the identifier and `derived_from`."""
+    `code`: unique within one reading, it keys the identifier and `derived_from`. `body` is
+    JSON text: the Observation's own members (``"code":{...},"valueQuantity":{...}``), no
+    braces, written straight into the Bundle."""
 
     type_code: int
     profile: str
     vital_sign: bool
-    body: JsonObject
+    body: str
     derived_from: tuple[int, ...] = ()
 
 
 def _measure(value: object, name: str) -> Decimal | Special | None:
-    if value is None or isinstance(value, Decimal | Special):
+    if value is None or type(value) is Decimal or isinstance(value, Special):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
@@ -60,7 +63,7 @@ def _numeric(code: Code, value: Decimal | Special, unit: Unit) -> Draft:
         code.mdc,
         codes.PROFILE_NUMERIC,
         code.vital_sign,
-        {"code": coded(code), **quantity_or_absent(value, unit)},
+        '"code":' + coded_text(code) + "," + quantity_or_absent_text(value, unit),
     )
 
 
@@ -82,7 +85,7 @@ def _bits(code: Code, bits: list[tuple[int, str]], derived_from: int) -> Draft:
         code.mdc,
         codes.PROFILE_BITS,
         False,
-        {"code": coded(code), "component": components},
+        '"code":' + coded_text(code) + ',"component":' + to_json(components).decode("utf-8"),
         (derived_from,),
     )
 
@@ -92,7 +95,7 @@ def _coded_value(code: Code, value_code: int, derived_from: int) -> Draft:
         code.mdc,
         codes.PROFILE_CODED,
         False,
-        {"code": coded(code), "valueCodeableConcept": mdc_concept(value_code)},
+        '"code":' + coded_text(code) + ',"valueCodeableConcept":' + concept_text(value_code),
         (derived_from,),
     )
 
@@ -115,26 +118,33 @@ _PULSE_RANGE_BITS: Final = {
 }
 
 
+_BP_HEADS: Final = tuple(
+    (name, '{"code":' + coded_text(code) + ",") for code, name in _BP_COMPONENTS
+)
+_BP_PANEL_HEAD: Final = '"code":' + coded_text(codes.BP_PANEL) + ',"component":['
+
+
 def _blood_pressure(m: object) -> list[Draft]:
     unit = text_value(field(m, "unit"))
     if unit not in ("mmHg", "kPa"):
         raise MappingError("blood pressure unit is neither mmHg nor kPa")
+    kpa = unit == "kPa"
     components = []
-    for code, name in _BP_COMPONENTS:
+    for name, head in _BP_HEADS:
         value = _measure(field(m, name), name)
         if value is None:
             continue
-        if unit == "kPa" and isinstance(value, Decimal):
+        if kpa and isinstance(value, Decimal):
             # R4 vital-signs `bp` fixes mm[Hg]; the raw kPa value stays in the store.
             value = kpa_to_mmhg(value)
-        components.append({"code": coded(code), **quantity_or_absent(value, codes.MM_HG)})
+        components.append(head + quantity_or_absent_text(value, codes.MM_HG) + "}")
     panel = codes.BP_PANEL
     drafts = [
         Draft(
             panel.mdc,
             codes.PROFILE_COMPOUND,
             True,
-            {"code": coded(panel), "component": components},
+            _BP_PANEL_HEAD + ",".join(components) + "]",
         )
     ]
     pulse = _measure(field(m, "pulse_rate"), "pulse_rate")
@@ -182,7 +192,7 @@ def _glucose(m: object, context: object | None) -> list[Draft]:
             glucose.mdc,
             codes.PROFILE_NUMERIC,
             True,
-            {"code": coded(code), **quantity_or_absent(concentration, fhir_unit)},
+            '"code":' + coded_text(code) + "," + quantity_or_absent_text(concentration, fhir_unit),
         )
     ]
     if location in codes.GLUCOSE_LOCATION_VALUES:

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Final
 
-__all__ = ["bundle_to_json"]
+__all__ = ["bundle_to_json", "json_number", "json_string", "to_json"]
 
 
 def _number(value: Decimal) -> str:
     if not value.is_finite():
         raise ValueError("a FHIR decimal must be finite")
     return format(value, "f")
+
+
+json_number = _number
+"""A Decimal as a JSON number, exactly (plain notation, trailing zeros kept)."""
+
+json_string: Callable[[str], str] = encode_basestring
+"""A JSON string literal, exactly as `json.dumps(text, ensure_ascii=False)` writes it."""
 
 
 def _write(value: object, out: list[str]) -> None:
@@ -51,7 +59,13 @@ _MARKER: Final = re.compile(r'"\\u0000(\d+)"')
 
 
 def bundle_to_json(bundle: Mapping[str, object]) -> bytes:
-    """Compact UTF-8 JSON of `bundle`, keys in insertion order, Decimals exact.
+    """Compact UTF-8 JSON of `bundle`, keys in insertion order, Decimals exact."""
+    return to_json(bundle)
+
+
+def to_json(bundle: object) -> bytes:
+    """Compact UTF-8 JSON of any JSON-ready value (a Bundle or a part of one), keys in
+    insertion order, Decimals exact.
 
     Fast path: the C encoder writes each Decimal as a marker string (NUL + index), then the
     markers become the exact numbers. A genuine string that looks like a marker shows up as a

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
 
 from device_drivers.reading import Reading
+from gateway.fhir.errors import MappingError
 
 __all__ = ["Effective", "effective_time", "fhir_datetime", "needs_trusted_clock"]
 
@@ -28,7 +30,10 @@ def fhir_datetime(moment: datetime) -> str:
     offset = moment.utcoffset()
     if offset is None:
         raise ValueError("a FHIR dateTime with a time needs a zone")
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     total = int(offset.total_seconds()) // 60
@@ -52,16 +57,27 @@ class Effective:
     correction: timedelta | None
 
 
-def effective_time(reading: Reading, tz: tzinfo) -> Effective:
-    """The corrected UTC time of `reading` (see the module docstring)."""
-    local = reading.device_timestamp()
+def effective_time(
+    reading: Reading, tz: tzinfo, local: datetime | Literal[False] | None = False
+) -> Effective:
+    """The corrected UTC time of `reading` (see the module docstring). `local`: its device
+    timestamp when the caller already has it (False: read it from the reading)."""
+    if local is False:
+        local = reading.device_timestamp()
     if local is None:
         return Effective(reading.received_at.astimezone(UTC), None)
-    at = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    correction = _offset(reading)
-    if correction is None:
-        return Effective(at, None)
-    return Effective(at - correction, correction)
+    try:
+        at = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+        correction = _offset(reading)
+        if correction is None:
+            return Effective(at, None)
+        # the coincident-timestamp Observation will show the device clock in the zone too
+        (reading.received_at + correction).astimezone(tz)
+        return Effective(at - correction, correction)
+    except OverflowError:
+        # A device clock set near year 9999 (or read wildly off): no FHIR dateTime exists for
+        # the corrected time. Left out with an event naming the reading, like bad bytes.
+        raise MappingError("device time out of range once corrected by its clock offset") from None
 
 
 def needs_trusted_clock(reading: Reading) -> bool:

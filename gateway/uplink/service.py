@@ -3,10 +3,14 @@
 One connection at a time; per connection a session:
 1. publish the retained `status` (online); its PUBACK proves the link and resets the backoff;
 2. publish the store's events not yet published (`events` topic);
-3. drain: lease up to `max_readings`, map them to one payload (split in halves until each is
-   at most `max_bytes`), publish QoS 1, and keep up to `max_inflight` messages in flight.
+3. drain: lease up to `lease_batch` readings (the next lease runs on the store's thread while
+   this one goes out), cut them into payloads of at most `max_readings` readings and
+   `max_bytes` (cut by the bytes per reading the last payloads took; a payload still too big is
+   split in halves), map them (`MAP_AHEAD` payloads at a time when the mapper is async, e.g. a
+   worker process), publish QoS 1, and keep up to `max_inflight` messages in flight.
    A message's readings are acked in the store only on that message's PUBACK (acks are
-   coalesced by one acker task, so a fast link costs few store round trips).
+   coalesced by one acker task, so a fast link costs few store round trips). Readings leased
+   but not yet published when the connection drops are released at once.
 4. when the queue is empty: publish status, wait for `wake()` (the orchestrator calls it
    after each commit) or `IDLE_RECHECK_S`.
 
@@ -30,10 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +75,8 @@ PROBE_TIMEOUT_S: Final = 2.0
 STATUS_INTERVAL_S: Final = 10.0  # while draining a backlog, status at most this often
 EVENTS_BATCH: Final = 100
 MAX_READINGS: Final = 100  # PERFORMANCE.md: 100 readings per message is where batching pays
+MAP_AHEAD: Final = 2  # payloads mapped ahead of publishing, for a mapper that runs elsewhere
+LEASE_BATCH: Final = 500  # per store round trip; a few messages' worth, mapped as they go out
 MAX_BYTES: Final = 128 * 1024  # fits AWS IoT Core's 128 KB message limit
 FILL: Final = 0.9  # aim a little under MAX_BYTES: Bundles of the same size vary a little
 MAX_INFLIGHT: Final = 20  # tens, not thousands: paho rescans its list on every PUBACK
@@ -96,17 +104,33 @@ class UplinkState:
 
 T = TypeVar("T", bound=Identified)
 
+Payloads = bytes | Sequence[bytes]
+"""What a mapper returns for a cut of readings: one message, or several (a destination that
+takes one resource per message); the readings are acked once all of them are PUBACKed."""
+
+
+@dataclass(slots=True)
+class _Group:
+    """The messages carrying one cut of readings. `sealed`: no more will be published."""
+
+    ids: list[str]
+    pending: int = 0
+    failed: bool = False
+    sealed: bool = False
+    settled: bool = False
+
 
 class Uplink(Generic[T]):
     def __init__(
         self,
         settings: UplinkSettings,
         outbox: Outbox[T],
-        mapper: Callable[[Sequence[T]], bytes],
+        mapper: Callable[[Sequence[T]], Payloads | Awaitable[Payloads]],
         *,
         version: str,
         clock_trusted: Callable[[], bool] = lambda: True,
         max_readings: int = MAX_READINGS,
+        lease_batch: int = LEASE_BATCH,
         max_bytes: int = MAX_BYTES,
         max_inflight: int = MAX_INFLIGHT,
         backoff: Backoff | None = None,
@@ -120,6 +144,7 @@ class Uplink(Generic[T]):
         self._version = version
         self._clock_trusted = clock_trusted
         self._max_readings = max_readings
+        self._lease_batch = max(lease_batch, max_readings)
         self._max_bytes = max_bytes
         self._max_inflight = max_inflight
         self._backoff = backoff or Backoff()
@@ -133,6 +158,7 @@ class Uplink(Generic[T]):
         self._to_ack: list[str] = []
         self._to_release: list[str] = []
         self._store_work = asyncio.Event()
+        self._settled = asyncio.Event()  # a publish in flight completed or failed
         self._held: set[str] = set()
         self._last_sync: datetime | None = None
         self._last_error: ConnectFailed | None = None
@@ -268,40 +294,88 @@ class Uplink(Generic[T]):
         window = asyncio.Semaphore(self._max_inflight)
         last_status = time.monotonic()
         topic = self.settings.topic("observations")
-        while True:
-            await self._until(conn, window.acquire())
-            self._wake.clear()
-            leased = await self._outbox.lease(self._max_readings, lease_s=LEASE_S)
-            fresh = [r for r in leased if r.id not in self._in_flight]
-            if not fresh:
-                window.release()
-                if not self._in_flight:
-                    await self._publish_status(conn, "online")
-                    await self._publish_events(conn)
+        # The next lease runs on the store's thread while this one is mapped and published.
+        ahead: asyncio.Future[Sequence[T]] | None = None
+        unsent: dict[str, None] = {}  # leased, not yet handed to the connection
+        try:
+            while True:
+                if ahead is None:
+                    self._wake.clear()
+                    ahead = self._lease()
+                await self._until(conn, asyncio.shield(ahead))
+                leased, ahead = ahead.result(), None
+                fresh = [r for r in leased if r.id not in self._in_flight]
+                if not fresh:
+                    await self._until(conn, self._idle())
+                    if not self._in_flight:
+                        await self._publish_status(conn, "online")
+                        await self._publish_events(conn)
+                        last_status = time.monotonic()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(IDLE_RECHECK_S):
+                                await self._until(conn, self._wake.wait())
+                    continue
+                if len(leased) >= self._lease_batch:  # more waiting: fetch it meanwhile
+                    self._wake.clear()
+                    ahead = self._lease()
+                unsent = dict.fromkeys(r.id for r in fresh)
+                async with contextlib.aclosing(self._payloads(fresh)) as payloads:
+                    async for ids, parts in payloads:
+                        group = _Group(ids)
+                        for i in ids:
+                            del unsent[i]
+                        self._in_flight.update(ids)
+                        try:
+                            for part in parts:
+                                await self._until(conn, window.acquire())
+                                fut = conn.publish(topic, part)
+                                self.messages_published += 1
+                                group.pending += 1
+                                done = functools.partial(self._on_done, group=group, window=window)
+                                fut.add_done_callback(done)
+                        except BaseException:
+                            group.failed = True  # the rest was never sent: all of it again
+                            raise
+                        finally:
+                            group.sealed = True
+                            self._settle(group)
+                if time.monotonic() - last_status > STATUS_INTERVAL_S:
                     last_status = time.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(IDLE_RECHECK_S):
-                        await self._until(conn, self._wake.wait())
-                continue
-            first = True
-            for ids, payload in self._map(fresh):
-                if not first:
-                    await self._until(conn, window.acquire())
-                first = False
-                fut = conn.publish(topic, payload)
-                self.messages_published += 1
-                self._in_flight.update(ids)
-                fut.add_done_callback(functools.partial(self._on_done, ids=ids, window=window))
-            if first:  # everything was held back
-                window.release()
-            if time.monotonic() - last_status > STATUS_INTERVAL_S:
-                last_status = time.monotonic()
-                stats = await self._stats()
-                conn.publish(
-                    self.settings.topic("status"),
-                    self._status_json("online", *stats),
-                    retain=True,
-                )
+                    stats = await self._stats()
+                    conn.publish(
+                        self.settings.topic("status"),
+                        self._status_json("online", *stats),
+                        retain=True,
+                    )
+        finally:
+            # What was leased but not yet published goes back at once too; a reading held
+            # back by the mapper stays leased (it comes back after LEASE_S, see above).
+            back = [i for i in unsent if i not in self._held]
+            if back:
+                self._to_release.extend(back)
+                self._store_work.set()
+            if ahead is not None:
+                # A lease still under way when the session ends hands its readings back at
+                # once, so the next session sends them (not after LEASE_S).
+                ahead.add_done_callback(self._release_unsent)
+
+    def _lease(self) -> asyncio.Future[Sequence[T]]:
+        return asyncio.ensure_future(self._outbox.lease(self._lease_batch, lease_s=LEASE_S))
+
+    def _release_unsent(self, fut: asyncio.Future[Sequence[T]]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        ids = [r.id for r in fut.result() if r.id not in self._in_flight]
+        if ids:
+            self._to_release.extend(ids)
+            self._store_work.set()
+
+    async def _idle(self) -> None:
+        """Nothing fresh to send: wait for what is in flight to settle, so that the status
+        published next says the queue is empty only once it is."""
+        while self._in_flight:
+            self._settled.clear()
+            await self._settled.wait()
 
     async def _until(self, conn: MqttConnection, aw: Any) -> None:
         """Await `aw`, or raise ConnectionLost if the connection goes first."""
@@ -315,45 +389,100 @@ class Uplink(Generic[T]):
         if conn.closed.done():
             raise conn.closed.result()
 
-    def _on_done(
-        self, fut: asyncio.Future[None], ids: list[str], window: asyncio.Semaphore
-    ) -> None:
+    def _on_done(self, fut: asyncio.Future[None], group: _Group, window: asyncio.Semaphore) -> None:
         window.release()
-        self._in_flight.difference_update(ids)
+        group.pending -= 1
         if fut.cancelled() or fut.exception() is not None:
-            self._to_release.extend(ids)
+            group.failed = True
         else:
-            self._to_ack.extend(ids)
             self._last_sync = datetime.now(UTC)
+        self._settle(group)
+
+    def _settle(self, group: _Group) -> None:
+        """Once every message of `group` is answered: its readings are acked (all PUBACKed)
+        or released (any one failed or was never sent)."""
+        if not group.sealed or group.pending or group.settled:
+            return
+        group.settled = True
+        self._in_flight.difference_update(group.ids)
+        self._settled.set()
+        if group.failed:
+            self._to_release.extend(group.ids)
+        else:
+            self._to_ack.extend(group.ids)
             if self._on_delivered is not None:
-                self._on_delivered(ids)
+                self._on_delivered(group.ids)
         self._store_work.set()
 
-    def _map(self, items: Sequence[T]) -> list[tuple[list[str], bytes]]:
-        """Payloads of at most `max_bytes`, cut up front by the bytes per reading the last
-        payloads took, so a batch is mapped once rather than re-mapped at every halving."""
-        per = self._bytes_per_reading
-        size = len(items) if per is None else max(1, int(self._max_bytes * FILL // per))
-        out: list[tuple[list[str], bytes]] = []
-        for start in range(0, len(items), size):
-            out += self._map_fit(items[start : start + size])
-        return out
+    def _chunks(self, items: Sequence[T]) -> Iterator[Sequence[T]]:
+        """Cuts of at most `max_readings` readings sized to `max_bytes` by the bytes per reading
+        the last payloads took (so a batch is mapped once, not re-mapped at every halving).
+        Lazy: each cut uses the latest figure."""
+        start = 0
+        while start < len(items):
+            per = self._bytes_per_reading
+            size = self._max_readings
+            if per is not None:
+                size = max(1, min(size, int(self._max_bytes * FILL // per)))
+            yield items[start : start + size]
+            start += size
 
-    def _map_fit(self, items: Sequence[T]) -> list[tuple[list[str], bytes]]:
-        """Payloads of at most `max_bytes` (a single reading may exceed it: sent alone)."""
+    def _start_map(self, items: Sequence[T]) -> asyncio.Future[Payloads]:
+        """The mapper's payload for `items` as a future: an async mapper (say, one rendering in
+        a worker process) runs concurrently; a plain function runs here and now."""
         try:
-            payload = self._mapper(items)
+            result = self._mapper(items)
+        except Exception as exc:  # the mapper's own failure: handled where it is awaited
+            failed: asyncio.Future[Payloads] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        if inspect.isawaitable(result):
+            return asyncio.ensure_future(result)
+        done: asyncio.Future[Payloads] = asyncio.get_running_loop().create_future()
+        done.set_result(result)
+        return done
+
+    async def _payloads(
+        self, items: Sequence[T]
+    ) -> AsyncGenerator[tuple[list[str], list[bytes]], None]:
+        """(ids, payload) for `items`, in order, with up to `MAP_AHEAD` payloads being mapped
+        while the caller publishes: a mapping worker never waits for the network."""
+        queue: deque[tuple[Sequence[T], asyncio.Future[Payloads]]] = deque()
+        try:
+            for chunk in self._chunks(items):
+                queue.append((chunk, self._start_map(chunk)))
+                if len(queue) > MAP_AHEAD:
+                    for out in await self._finish(*queue.popleft()):
+                        yield out
+            while queue:
+                for out in await self._finish(*queue.popleft()):
+                    yield out
+        finally:
+            for _, fut in queue:
+                fut.cancel()
+
+    async def _finish(
+        self, items: Sequence[T], fut: asyncio.Future[Payloads]
+    ) -> list[tuple[list[str], list[bytes]]]:
+        """(ids, payloads) cuts whose payloads are each at most `max_bytes` (a single reading
+        may exceed it: sent alone); a reading that cannot be mapped alone is held back."""
+        try:
+            result: Payloads | None = await fut
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             if len(items) == 1:
                 self._hold(items[0].id, exc)
                 return []
-            payload = None
-        if payload is not None:
-            self._bytes_per_reading = len(payload) / len(items)
-            if len(payload) <= self._max_bytes or len(items) == 1:
-                return [([i.id for i in items], payload)]
+            result = None
+        if result is not None:
+            parts = [result] if isinstance(result, bytes) else list(result)
+            self._bytes_per_reading = sum(map(len, parts)) / len(items)
+            if all(len(p) <= self._max_bytes for p in parts) or len(items) == 1:
+                return [([i.id for i in items], parts)]
         half = len(items) // 2
-        return self._map_fit(items[:half]) + self._map_fit(items[half:])
+        first = await self._finish(items[:half], self._start_map(items[:half]))
+        return first + await self._finish(items[half:], self._start_map(items[half:]))
 
     def _hold(self, reading_id: str, exc: Exception) -> None:
         if reading_id in self._held:

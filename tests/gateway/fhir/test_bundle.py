@@ -268,3 +268,27 @@ def test_received_at_zone_does_not_matter(ctx: FhirContext) -> None:
     a = bundle_to_json(build_bundle([item(bp(stamp=None), received=paris)], ctx))
     b = bundle_to_json(build_bundle([item(bp(stamp=None), received=paris.astimezone(ctx.tz))], ctx))
     assert a == b
+
+
+@pytest.mark.parametrize(
+    ("stamp", "offset"),
+    [
+        (datetime(9999, 12, 31, 23, 0), -1e6),  # corrected time past year 9999
+        (datetime(9999, 12, 31, 23, 30), 0.0),  # local 23:30 in Paris is fine, UTC too
+    ],
+)
+def test_device_time_out_of_range_is_skipped_not_fatal(
+    ctx: FhirContext, stamp: datetime, offset: float
+) -> None:
+    odd = item(bp(stamp), offset=offset, item_id="odd-1")
+    good = item(bp(systolic=130), item_id="good-1")
+    skipped: list[MappingError] = []
+    bundle = parse(build_bundle([odd, good], ctx, skipped))
+    sent = {r["identifier"][0]["value"] for r in resources(bundle) if "identifier" in r}
+    assert any(v.endswith(STAMP_PART) for v in sent)
+    if offset:
+        assert [(e.item_id, e.reason) for e in skipped] == [
+            ("odd-1", "device time out of range once corrected by its clock offset")
+        ]
+    else:
+        assert skipped == []

@@ -299,3 +299,48 @@ async def test_a_reading_that_cannot_be_mapped_is_held_not_lost(
     assert list(outbox.waiting) == ["r000007"]  # still queued, retried after its lease
     assert "r000007" not in delivered(subscriber)
     assert [e.kind for e in outbox.event_log] == [EventKind.HELD]
+
+
+def one_message_per_reading(items: Sequence[Item]) -> list[bytes]:
+    """A destination that takes one resource per message (ANS MES): several payloads per cut."""
+    return [json_mapper([i]) for i in items]
+
+
+async def test_several_messages_per_cut_all_delivered_then_acked(
+    broker: LocalBroker, subscriber: Subscriber, pki: TestPki
+) -> None:
+    outbox = MemoryOutbox()
+    outbox.add(*readings(300))
+    uplink = Uplink(settings(pki, broker.tls_port), outbox, one_message_per_reading, version="t")
+    async with running(uplink):
+        await eventually(lambda: not outbox.waiting)
+        await eventually(lambda: len(delivered(subscriber)) == 300)
+    assert all(len(ids_in(m.payload)) == 1 for m in subscriber.on("observations"))
+    assert sorted(outbox.acked) == sorted(delivered(subscriber))
+
+
+async def test_a_cut_cut_short_by_a_disconnect_is_released_whole(
+    broker: LocalBroker, subscriber: Subscriber, pki: TestPki, proxy: TcpProxy
+) -> None:
+    outbox = MemoryOutbox()
+    outbox.add(*readings(3000))
+    uplink = Uplink(
+        settings(pki, proxy.port),
+        outbox,
+        one_message_per_reading,
+        version="t",
+        max_readings=50,
+        backoff=FAST,
+    )
+    async with running(uplink):
+        await eventually(lambda: len(outbox.acked) > 200)
+        proxy.refuse()  # cut mid-drain: some cuts half published
+        await eventually(lambda: not uplink.state.connected)
+        released = set(outbox.released)
+        proxy.forward()
+        await eventually(lambda: not outbox.waiting)
+    assert released, "what was in flight at the cut went back to the queue"
+    got = delivered(subscriber)
+    assert set(got) == {r.id for r in readings(3000)}
+    # a reading acked is one whose every message was PUBACKed; none acked twice
+    assert len(outbox.acked) == len(set(outbox.acked)) == 3000

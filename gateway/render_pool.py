@@ -1,0 +1,142 @@
+"""`RenderPool`: FHIR Bundles rendered in a worker process, off the uplink's event loop.
+
+Why: rendering is the uplink's heaviest step per reading (tens of µs for a blood-pressure
+reading's two Observations, ~3.7 KB of JSON), while the event loop also runs paho's socket and
+the store's results. In a worker process the rendering of the next payloads overlaps publishing
+the current one (the uplink keeps `MAP_AHEAD` payloads mapping), on another core.
+
+What crosses the process boundary is plain data: one tuple per reading (`_row`) and the
+`FhirContext` (frozen, picklable); back come the payload bytes and, per reading left out, its
+store id and reason (never a value). The worker is spawned, not forked: the gateway's process
+holds threads (the store's, paho's connect) that a fork would copy mid-flight.
+
+The worker dies with the gateway: it asks the kernel for SIGKILL when its parent goes
+(`PR_SET_PDEATHSIG`), so a gateway killed with SIGKILL leaves no worker holding its stdout or
+its memory, whatever the service manager does.
+
+A worker that dies (killed, out of memory) breaks the pool: that call renders in this process
+instead, and the next call starts a fresh worker. Rendering is pure, so either way the bytes
+are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from device_drivers.reading import Reading
+from gateway.fhir import BundleItem, FhirContext, MappingError, NotAPatientResult, render_bundle
+
+__all__ = ["RenderPool", "render_here"]
+
+log = logging.getLogger(__name__)
+
+MAX_WORKERS: Final = 2  # the uplink keeps at most MAP_AHEAD + 1 renders going
+
+_Row = tuple[str, str, int, bytes, datetime, bool, bytes | None, float | None, str]
+_Skip = tuple[str, str, bool]  # (store id, reason, not a patient result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    id: str
+    reading: Reading
+    phd_timestamp: str
+
+
+def _row(item: BundleItem) -> _Row:
+    r = item.reading
+    return (
+        item.id,
+        r.device,
+        r.characteristic,
+        r.value,
+        r.received_at,
+        r.clock_trusted,
+        r.context,
+        r.device_clock_offset_s,
+        item.phd_timestamp,
+    )
+
+
+_PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: SIGKILL this worker when the gateway process ends."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("rendering worker: prctl failed (errno %d)", ctypes.get_errno())
+    if os.getppid() != parent:  # the gateway died before the request took effect
+        os._exit(0)
+
+
+def _render_rows(rows: Sequence[_Row], ctx: FhirContext) -> tuple[bytes, list[_Skip]]:
+    """Runs in the worker."""
+    items = [_Item(row[0], Reading(*row[1:8]), row[8]) for row in rows]
+    skipped: list[MappingError] = []
+    payload = render_bundle(items, ctx, skipped)
+    return payload, [(e.item_id, e.reason, isinstance(e, NotAPatientResult)) for e in skipped]
+
+
+def _errors(skips: Sequence[_Skip]) -> list[MappingError]:
+    return [(NotAPatientResult if np else MappingError)(reason, i) for i, reason, np in skips]
+
+
+def render_here(items: Sequence[BundleItem], ctx: FhirContext) -> tuple[bytes, list[MappingError]]:
+    """The same as `RenderPool.render`, in this process."""
+    skipped: list[MappingError] = []
+    return render_bundle(items, ctx, skipped), skipped
+
+
+class RenderPool:
+    """Renders transaction Bundles in up to `workers` spawned processes (started on first
+    use). `close()` stops them."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        cores = os.cpu_count() or 1
+        self._workers = workers or max(1, min(MAX_WORKERS, cores - 1))
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
+        return self._executor
+
+    async def render(
+        self, items: Sequence[BundleItem], ctx: FhirContext
+    ) -> tuple[bytes, list[MappingError]]:
+        """`(payload, readings left out)` for `items`: `render_bundle` in a worker."""
+        rows = [_row(i) for i in items]
+        loop = asyncio.get_running_loop()
+        try:
+            payload, skips = await loop.run_in_executor(self._pool(), _render_rows, rows, ctx)
+        except BrokenProcessPool:
+            log.warning("the rendering worker stopped; rendering here and starting a new one")
+            self._drop()
+            return render_here(items, ctx)
+        return payload, _errors(skips)
+
+    def _drop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def close(self) -> None:
+        """Stop the workers (a render under way is abandoned; its readings stay leased)."""
+        self._drop()

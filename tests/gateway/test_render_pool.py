@@ -1,0 +1,134 @@
+"""RenderPool: the same bytes as rendering here, readings left out named the same way, a killed
+worker replaced without losing the call, and no worker outliving a SIGKILLed gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from device_drivers.blood_pressure import BloodPressureMeasurement, PressureUnit
+from device_drivers.glucose import GlucoseType
+from gateway.fhir import FhirContext, NotAPatientResult
+from gateway.render_pool import RenderPool, render_here
+from tests.gateway.fhir.conftest import RECEIVED, Item, item, make_context, raw_item
+from tests.gateway.fhir.test_glucose import glucose
+
+ROOT = Path(__file__).resolve().parents[2]
+EXIT_WAIT_S = 10.0  # a SIGKILLed parent's worker gets its own SIGKILL at once; slack for CI
+
+
+def _bp(n: int) -> Item:
+    value = BloodPressureMeasurement(
+        unit=PressureUnit.KPA if n % 2 else PressureUnit.MMHG,
+        systolic=Decimal(110 + n),
+        diastolic=Decimal(70 + n % 9),
+        mean_arterial_pressure=Decimal(90),
+        pulse_rate=Decimal(60 + n % 7),
+    )
+    return item(value, received=RECEIVED + timedelta(minutes=n))
+
+
+@pytest.fixture
+def pool() -> Iterator[RenderPool]:
+    p = RenderPool(workers=1)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def ctx() -> FhirContext:
+    return make_context()
+
+
+async def test_worker_renders_the_same_bytes_and_names_what_it_left_out(
+    pool: RenderPool, ctx: FhirContext
+) -> None:
+    items = [_bp(n) for n in range(12)] + [raw_item(0x2A35, b"\x00\x01", "bad-1")]
+    payload, skipped = await pool.render(items, ctx)
+    here, skipped_here = render_here(items, ctx)
+    assert payload == here
+    assert b'"resourceType":"Observation"' in payload
+    assert [(e.item_id, e.reason, type(e)) for e in skipped] == [
+        (e.item_id, e.reason, type(e)) for e in skipped_here
+    ]
+    assert [e.item_id for e in skipped] == ["bad-1"]
+
+
+async def test_a_control_solution_comes_back_as_not_a_patient_result(
+    pool: RenderPool, ctx: FhirContext
+) -> None:
+    control = item(glucose(type=GlucoseType.CONTROL_SOLUTION), item_id="ctl-1")
+    _, skipped = await pool.render([control, _bp(1)], ctx)
+    assert [(e.item_id, type(e)) for e in skipped] == [("ctl-1", NotAPatientResult)]
+
+
+async def test_a_killed_worker_is_replaced_and_the_call_still_answers(
+    pool: RenderPool, ctx: FhirContext
+) -> None:
+    items = [_bp(n) for n in range(3)]
+    first, _ = await pool.render(items, ctx)
+    (worker,) = pool._pool()._processes.values()
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(EXIT_WAIT_S)
+    again, _ = await pool.render(items, ctx)  # rendered here: the pool broke under it
+    assert again == first
+    third, _ = await pool.render(items, ctx)  # and a fresh worker serves the next call
+    assert third == first
+    (fresh,) = pool._pool()._processes.values()
+    assert fresh.pid != worker.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def test_no_worker_outlives_a_sigkilled_gateway(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, os, signal, sys
+        from gateway.render_pool import RenderPool
+        from tests.gateway.fhir.conftest import make_context
+        from tests.gateway.test_render_pool import _bp
+
+        async def main():
+            pool = RenderPool(workers=1)
+            await pool.render([_bp(1)], make_context())
+            (worker,) = pool._pool()._processes.values()
+            print(worker.pid, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    worker = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
