@@ -43,10 +43,11 @@ MIB: Final = 1024 * 1024
 ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
-DELIVERED = 0  # key_id of a delivered row waiting in place as a tombstone (no key has id 0)
 DELIVERED_FLUSH: Final = 10_000  # in-place tombstones moved to `tombstones` at once (sorted)
+# a delivered row waiting in place as a tombstone: key id 0 (no key has it; the literal 0 is
+# what lets SQLite use the partial index outbox_delivered), payload erased
 _TO_TOMBSTONE: Final = "UPDATE outbox SET key_id = 0, payload = x'', captured_at = 0, attempts = 0"
-ACK_CHUNK: Final = 500  # row keys per DELETE statement (SQLite allows 32,766 parameters)
+ACK_CHUNK: Final = 400  # keys per IN (...) list: two lists stay under SQLite < 3.32's 999
 DetailValue = str | int | float | bool
 
 
@@ -127,7 +128,7 @@ class _Engine:
         # every row with seq <= floor is a delivered tombstone in place (or gone): leases
         # start after it. Only a flush deletes such rows, so only a flush resets it.
         self.floor = -1
-        self.pending = 0  # delivered rows waiting in place (key_id DELIVERED)
+        self.pending = 0  # delivered rows waiting in place (key_id 0)
         # every row with seq <= held_to is leased (or delivered, or gone) until held_until at
         # least: a lease starts after it. Reset by whatever could free a row below it.
         self.held_to = -1
@@ -472,7 +473,7 @@ class _Engine:
             raise StoreError(f"not a store id: {exc}") from exc
 
     def ack(self, ids: Sequence[str]) -> None:
-        """The rows become tombstones in place: payload erased, key id DELIVERED, row key
+        """The rows become tombstones in place: payload erased, key id 0, row key
         kept in the outbox's unique index (which dedups them meanwhile). Only the rows' own
         pages are written, in seq order; the random-order writes of moving row keys into
         `tombstones` happen later for many rows at once, sorted (`_flush_delivered`)."""
