@@ -17,16 +17,23 @@ Invariants
   identity (a plain SHA-256 of device, time and value) is only ever inside the seal, so the
   file neither reveals nor confirms a health value. The identity is computed once, at add.
 - A payload is AES-256-GCM under the current data key with a fresh random nonce; the
-  associated data binds record format, key id and row key, so a ciphertext moved to another
-  row fails. A record failing its tag moves to `quarantine` with a ``tampered_record`` event
-  and the queue flows on.
-- `ack` deletes the row and keeps a tombstone (its row key) in the same transaction: a
-  reading replayed by a device after delivery is recognised and not stored again. Hence no
-  row is ever "delivered but waiting for prune" (`StoreStats.delivered_waiting_prune` is 0).
+  associated data binds the envelope version (`crypto.SEAL_FORMAT`), key id and row key, so
+  a ciphertext moved to another row fails. The plaintext layout (records.py, version in its
+  first byte, under the tag) is 2 now; layout 1 records still open. A record failing its tag
+  moves to `quarantine` with a ``tampered_record`` event and the queue flows on.
+- `ack` erases the payload in the same transaction and keeps a tombstone (the row key): a
+  reading replayed by a device after delivery is recognised and not stored again. The
+  tombstone first stays in place (the row, with key id 0 and no payload, still in the
+  outbox's unique index); every `DELIVERED_FLUSH` of them, and at `prune`, they move to
+  `tombstones` in key order, one transaction: random-order index writes done in bulk, not
+  per ack. Nothing delivered keeps its data (`StoreStats.delivered_waiting_prune` is 0;
+  `tombstones` counts both kinds).
 - Nothing undelivered is deleted, except by a technician's `retention_days`. Past the
   free-disk floor new readings are refused (`StoreFull`, one ``store_full`` event); above the
   quota they are still accepted, with ``quota_pressure`` events at 50/80/90/100 %.
-- Leases live in the database but only for this process: every open clears them.
+- Leases live in memory (`_Engine.leases`): they are promises of this process only, so a
+  lease writes nothing and every open starts with none. A row's lease count reaches the
+  database (`attempts`) at close; an unclean exit loses only those counts.
 - One process per state directory (an flock on ``store.lock``); `carebox status` reads
   concurrently through `Store.read_status` (read-only, no keys).
 

@@ -19,6 +19,7 @@ before (a box stores a few readings a day, a bench a few million).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import shutil
@@ -36,13 +37,16 @@ from gateway.store.errors import StoreError, TamperedRecord, WrongKey
 
 __all__ = [
     "KEY_LEN",
+    "SEAL_FORMAT",
     "SEAL_OVERHEAD",
     "FileKek",
     "KekProvider",
+    "RowKeyer",
     "RpiOtpKek",
     "Sealer",
     "kek_provider",
     "new_key",
+    "outbox_aad_head",
     "read_rpi_otp_key",
     "row_key",
     "unwrap_key",
@@ -53,6 +57,12 @@ KEY_LEN: Final = 32
 NONCE_LEN: Final = 12
 TAG_LEN: Final = 16
 SEAL_OVERHEAD: Final = NONCE_LEN + TAG_LEN
+SEAL_FORMAT: Final = 1
+"""Version of the sealed envelope (nonce, ciphertext, tag; associated data
+`outbox_aad_head(key_id) + row key`), bound into the associated data. Schema migrations and
+plaintext layouts (records.py) do not change it, so records sealed by any earlier Carebox
+still open."""
+_SHA256_BLOCK: Final = 64
 ROW_KEY_LEN: Final = 16  # 128 bits: collisions need ~2**64 readings
 OTP_READ_TIMEOUT_S: Final = 10.0  # vcmailbox answers in milliseconds; a hang means no firmware
 _KEK_INFO: Final = b"carebox store KEK v1"
@@ -95,18 +105,59 @@ def row_key(index_key: bytes, identity: str) -> bytes:
     return hmac.digest(index_key, identity.encode(), "sha256")[:ROW_KEY_LEN]
 
 
+class RowKeyer:
+    """`row_key` for one index key, with HMAC's two padded key blocks hashed once (RFC 2104:
+    H(K^opad || H(K^ipad || m))): two SHA-256 state copies per reading instead of four
+    compressions of key material; the same bytes as `row_key`."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, index_key: bytes) -> None:
+        if len(index_key) > _SHA256_BLOCK:
+            index_key = hashlib.sha256(index_key).digest()
+        block = index_key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def __call__(self, identity: str) -> bytes:
+        inner = self._inner.copy()
+        inner.update(identity.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:ROW_KEY_LEN]
+
+
+def outbox_aad_head(key_id: int) -> bytes:
+    """Associated data of an outbox record is this plus its row key: envelope version, key id
+    and row key, so a ciphertext moved to another row, or relabelled with another key, fails
+    its tag."""
+    return b"carebox-outbox|%d|%d|" % (SEAL_FORMAT, key_id)
+
+
 class Sealer:
     """AES-256-GCM under one data key; one `AESGCM` object reused (PERFORMANCE.md)."""
 
-    __slots__ = ("_aead", "key_id")
+    __slots__ = ("_aead", "aad_head", "key_id")
 
     def __init__(self, key_id: int, key: bytes) -> None:
         self.key_id = key_id
+        self.aad_head = outbox_aad_head(key_id)
         self._aead = AESGCM(key)
 
     def seal(self, aad: bytes, plaintext: bytes) -> bytes:
         nonce = os.urandom(NONCE_LEN)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def seal_many(self, items: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """`seal` for each (aad, plaintext), the fresh random nonces drawn in one read of the
+        OS's random source (one syscall per batch, not per record)."""
+        nonces = os.urandom(NONCE_LEN * len(items))
+        encrypt = self._aead.encrypt
+        out = []
+        for i, (aad, plaintext) in enumerate(items):
+            nonce = nonces[i * NONCE_LEN : (i + 1) * NONCE_LEN]
+            out.append(nonce + encrypt(nonce, plaintext, aad))
+        return out
 
     def open(self, aad: bytes, blob: bytes) -> bytes:
         if len(blob) < SEAL_OVERHEAD:

@@ -1,8 +1,16 @@
 """The store's values, and the layout of a sealed reading's plaintext.
 
-A reading's plaintext (only ever inside AES-GCM) is, big-endian::
+A reading's plaintext (only ever inside AES-GCM) is, big-endian, layout 2 (written now)::
 
-    u8 format | u8 flags | u16 characteristic | i64 received_at (µs since the Unix epoch, UTC)
+    u8 format=2 | u8 flags | u16 characteristic | i64 received_at (µs since the Unix epoch,
+    UTC) | i64 phd_timestamp (s) | 16 bytes identity | u8 len(device) | u16 len(value) |
+    u16 len(context) | [f64 device_clock_offset_s if flags & HAS_OFFSET] | device | value |
+    context (present iff flags & HAS_CONTEXT)
+
+one fixed head read with one `struct` call; or layout 1 (written before, and still for an
+identity or timestamp of an unusual shape)::
+
+    u8 format=1 | u8 flags | u16 characteristic | i64 received_at
     [f64 device_clock_offset_s if flags & HAS_OFFSET]
     then u16-length-prefixed: device, value, [context if flags & HAS_CONTEXT], identity,
     phd_timestamp
@@ -23,26 +31,38 @@ from device_drivers.reading import Reading
 from gateway.store.errors import TamperedRecord
 
 __all__ = [
+    "CLOCK_TRUSTED",
     "RECORD_FORMAT",
     "DeviceRecord",
     "Event",
     "StoreStats",
     "StoredReading",
     "pack_reading",
+    "unpack_fields",
     "unpack_reading",
 ]
 
-RECORD_FORMAT: Final = 1
-"""Version of the plaintext layout; also bound into the associated data (schema migrations do
-not touch sealed records, so the database's user_version is deliberately not what is bound)."""
+RECORD_FORMAT: Final = 2
+"""Version of the plaintext layout written now (its first byte, authenticated by the tag);
+layout 1 records stay readable. What the associated data binds is `crypto.SEAL_FORMAT`."""
+
+_FORMAT_V1: Final = 1
 
 UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _HEAD: Final = struct.Struct(">BBHq")
 _F64: Final = struct.Struct(">d")
 _LEN: Final = struct.Struct(">H")
+# layout 2: format, flags, characteristic, received_at µs, PHD timestamp part (s), identity
+# (16 bytes), then the lengths of device, value and context
+_HEAD2: Final = struct.Struct(">BBHqq16sBHH")
+_IDENTITY_LEN: Final = 16
+_U8_MAX: Final = 0xFF
+_U16_MAX: Final = 0xFFFF
+_I64_MIN: Final = -(2**63)
+_I64_MAX: Final = 2**63 - 1
 
 
-_CLOCK_TRUSTED: Final = 0x01
+CLOCK_TRUSTED: Final = 0x01  # plaintext flag bits
 _HAS_CONTEXT: Final = 0x02
 _HAS_OFFSET: Final = 0x04
 
@@ -114,15 +134,59 @@ def from_us(us: int) -> datetime:
 
 
 def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
+    """Layout 2 when the identity and timestamp have their usual shapes (always, for keys
+    `Reading.capture_keys` made), layout 1 otherwise; both stay readable."""
+    device = reading.device.encode()
+    value = reading.value
+    context = reading.context
+    try:
+        ident = bytes.fromhex(identity)
+        phd = int(phd_timestamp)
+    except ValueError:
+        return _pack_v1(reading, identity, phd_timestamp, device)
+    if (
+        len(ident) != _IDENTITY_LEN
+        or ident.hex() != identity  # lower case, no spaces: the exact text comes back
+        or str(phd) != phd_timestamp  # canonical decimal: the exact text comes back
+        or not _I64_MIN <= phd <= _I64_MAX
+        or len(device) > _U8_MAX
+        or len(value) > _U16_MAX
+        or (context is not None and len(context) > _U16_MAX)
+    ):
+        return _pack_v1(reading, identity, phd_timestamp, device)
     # plain ints, not the IntFlag: this runs once per reading on the add path
-    flags = _CLOCK_TRUSTED if reading.clock_trusted else 0
-    parts = [b"", b""]
+    flags = CLOCK_TRUSTED if reading.clock_trusted else 0
+    if context is None:
+        context = b""
+    else:
+        flags |= _HAS_CONTEXT
+    offset = reading.device_clock_offset_s
+    if offset is not None:
+        flags |= _HAS_OFFSET
+    head = _HEAD2.pack(
+        RECORD_FORMAT,
+        flags,
+        reading.characteristic,
+        to_us(reading.received_at),
+        phd,
+        ident,
+        len(device),
+        len(value),
+        len(context),
+    )
+    if offset is not None:
+        return b"".join((head, _F64.pack(offset), device, value, context))
+    return b"".join((head, device, value, context))
+
+
+def _pack_v1(reading: Reading, identity: str, phd_timestamp: str, device: bytes) -> bytes:
+    flags = CLOCK_TRUSTED if reading.clock_trusted else 0
+    parts = [b""]
     offset = reading.device_clock_offset_s
     if offset is not None:
         flags |= _HAS_OFFSET
         parts.append(_F64.pack(offset))
     context = reading.context
-    device = reading.device.encode()
     value = reading.value
     parts += (_LEN.pack(len(device)), device, _LEN.pack(len(value)), value)
     if context is not None:
@@ -130,16 +194,16 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
         parts += (_LEN.pack(len(context)), context)
     ident, phd = identity.encode(), phd_timestamp.encode()
     parts += (_LEN.pack(len(ident)), ident, _LEN.pack(len(phd)), phd)
-    parts[0] = _HEAD.pack(RECORD_FORMAT, flags, reading.characteristic, to_us(reading.received_at))
+    parts[0] = _HEAD.pack(_FORMAT_V1, flags, reading.characteristic, to_us(reading.received_at))
     return b"".join(parts)
 
 
 class _Cursor:
     __slots__ = ("data", "pos")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, pos: int) -> None:
         self.data = data
-        self.pos = 0
+        self.pos = pos
 
     def take(self, n: int) -> bytes:
         end = self.pos + n
@@ -150,17 +214,55 @@ class _Cursor:
         return chunk
 
     def field(self) -> bytes:
-        (n,) = _LEN.unpack(self.take(_LEN.size))
-        return self.take(n)
+        return self.take(int.from_bytes(self.take(_LEN.size)))
 
 
-def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
-    """(reading, identity, phd_timestamp); `TamperedRecord` on a layout that does not parse."""
-    cur = _Cursor(data)
-    fmt, raw_flags, characteristic, received_us = _HEAD.unpack(cur.take(_HEAD.size))
-    if fmt != RECORD_FORMAT:
+_Fields = tuple[str, int, bytes, int, int, bytes | None, float | None, str, str]
+"""device, characteristic, value, received_us, flags, context, offset, identity, phd"""
+
+
+def unpack_fields(data: bytes) -> _Fields:
+    """The fields of a sealed reading's plaintext (either layout); `TamperedRecord` on a
+    layout that does not parse. No datetime is built here: callers share them."""
+    if len(data) >= _HEAD2.size and data[0] == RECORD_FORMAT:
+        _, flags, characteristic, received_us, phd, ident, dl, vl, cl = _HEAD2.unpack_from(data)
+        pos = _HEAD2.size
+        has_offset = flags & _HAS_OFFSET
+        end = pos + (_F64.size if has_offset else 0) + dl + vl + cl
+        if end != len(data):
+            raise TamperedRecord("sealed reading does not match its layout's lengths")
+        offset: float | None = None
+        if has_offset:
+            (offset,) = _F64.unpack_from(data, pos)
+            pos += _F64.size
+        if cl and not flags & _HAS_CONTEXT:
+            raise TamperedRecord("sealed reading has a context its flags deny")
+        try:
+            device = data[pos : pos + dl].decode()
+        except UnicodeDecodeError as exc:
+            raise TamperedRecord("sealed reading has a text field that is not UTF-8") from exc
+        pos += dl
+        return (
+            device,
+            characteristic,
+            data[pos : pos + vl],
+            received_us,
+            flags,
+            data[pos + vl : end] if flags & _HAS_CONTEXT else None,
+            offset,
+            ident.hex(),
+            str(phd),
+        )
+    return _unpack_v1(data)
+
+
+def _unpack_v1(data: bytes) -> _Fields:
+    if len(data) < _HEAD.size:
+        raise TamperedRecord("sealed reading shorter than its layout")
+    fmt, flags, characteristic, received_us = _HEAD.unpack_from(data)
+    if fmt != _FORMAT_V1:
         raise TamperedRecord(f"sealed reading has unknown format {fmt}")
-    flags = int(raw_flags)
+    cur = _Cursor(data, _HEAD.size)
     offset = _F64.unpack(cur.take(_F64.size))[0] if flags & _HAS_OFFSET else None
     try:
         device = cur.field().decode()
@@ -172,12 +274,20 @@ def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
         raise TamperedRecord("sealed reading has a text field that is not UTF-8") from exc
     if cur.pos != len(data):
         raise TamperedRecord("sealed reading longer than its layout")
+    return device, characteristic, value, received_us, flags, context, offset, identity, phd
+
+
+def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
+    """(reading, identity, phd_timestamp); `TamperedRecord` on a layout that does not parse."""
+    device, characteristic, value, received_us, flags, context, offset, identity, phd = (
+        unpack_fields(data)
+    )
     reading = Reading(
         device=device,
         characteristic=characteristic,
         value=value,
         received_at=from_us(received_us),
-        clock_trusted=bool(flags & _CLOCK_TRUSTED),
+        clock_trusted=bool(flags & CLOCK_TRUSTED),
         context=context,
         device_clock_offset_s=offset,
     )

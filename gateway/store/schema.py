@@ -7,8 +7,9 @@ Durability, chosen for an SD card whose power is pulled:
 - ``synchronous=FULL``: in WAL mode the WAL is fsynced at every commit, so a committed batch
   survives power loss (NORMAL may lose the last commits: LESSONS L2.1; ThingsBoard's choice).
   One commit per batch keeps this to one fdatasync per batch (PERFORMANCE.md).
-  Lease bookkeeping alone commits with NORMAL (see store.py): it is rebuilt at every open, and
-  the next FULL commit syncs those frames anyway.
+  Delivery bookkeeping (acks, quarantine) commits with NORMAL (see store.py `_Tx`): losing
+  the last of those to a power cut only re-sends readings the backend drops by identifier,
+  and the next FULL commit syncs those frames anyway. Leases are not written at all.
 - ``auto_vacuum=INCREMENTAL`` (set before the first table) and ``journal_size_limit``: pruning
   and ``wal_checkpoint(TRUNCATE)`` return a drained backlog's pages to the file system (L2.5).
 - ``page_size`` stays 4096, an SD card's write unit.
@@ -80,6 +81,11 @@ MIGRATIONS: Final[Sequence[str]] = (
         reason TEXT NOT NULL,
         at INTEGER NOT NULL
     );
+    """,
+    # 3: a delivered row may first become a tombstone in place (key_id 0, payload erased),
+    # moved to `tombstones` in bulk later (store.py): this index finds them
+    """
+    CREATE INDEX outbox_delivered ON outbox (seq) WHERE key_id = 0;
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

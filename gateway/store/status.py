@@ -34,11 +34,16 @@ def _file_size(path: Path) -> int:
 
 
 def stats_of(conn: sqlite3.Connection, path: Path, *, leased: int = 0) -> StoreStats:
-    depth = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    oldest = conn.execute("SELECT captured_at FROM outbox ORDER BY seq LIMIT 1").fetchone()
+    # a delivered row may wait in place as a tombstone (key_id 0, payload erased; store.py)
+    rows = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    delivered = conn.execute("SELECT count(*) FROM outbox WHERE key_id = 0").fetchone()[0]
+    depth = rows - delivered
+    oldest = conn.execute(
+        "SELECT captured_at FROM outbox WHERE key_id != 0 ORDER BY seq LIMIT 1"
+    ).fetchone()
     last_ack = conn.execute("SELECT value FROM meta WHERE name = 'last_ack'").fetchone()
     quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    tombstones = conn.execute("SELECT count(*) FROM tombstones").fetchone()[0]
+    tombstones = conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] + delivered
     size = sum(_file_size(path.with_name(path.name + s)) for s in ("", "-wal"))
     return StoreStats(
         queue_depth=int(depth),

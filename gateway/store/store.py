@@ -23,7 +23,7 @@ from device_drivers.reading import Reading
 from gateway.store import crypto
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
 from gateway.store.records import (
-    RECORD_FORMAT,
+    CLOCK_TRUSTED,
     DeviceRecord,
     Event,
     StoredReading,
@@ -31,7 +31,7 @@ from gateway.store.records import (
     from_us,
     pack_reading,
     to_us,
-    unpack_reading,
+    unpack_fields,
 )
 from gateway.store.schema import DB_NAME, connect, migrate, set_aside
 from gateway.store.status import StoreStatus, device_rows, read_status, stats_of
@@ -43,15 +43,16 @@ MIB: Final = 1024 * 1024
 ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
+DELIVERED_FLUSH: Final = 10_000  # in-place tombstones moved to `tombstones` at once (sorted)
+# a delivered row waiting in place as a tombstone: key id 0 (no key has it; the literal 0 is
+# what lets SQLite use the partial index outbox_delivered), payload erased
+_TO_TOMBSTONE: Final = "UPDATE outbox SET key_id = 0, payload = x'', captured_at = 0, attempts = 0"
+ACK_CHUNK: Final = 400  # keys per IN (...) list: two lists stay under SQLite < 3.32's 999
 DetailValue = str | int | float | bool
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _aad(key_id: int, rid: bytes) -> bytes:
-    return b"carebox-outbox|%d|%d|" % (RECORD_FORMAT, key_id) + rid
 
 
 def _ms(at: datetime | None) -> int | None:
@@ -65,12 +66,12 @@ def _ms(at: datetime | None) -> int | None:
 class _Tx:
     """BEGIN IMMEDIATE .. COMMIT, rolled back on any exception.
 
-    `durable=False` commits with ``synchronous=NORMAL`` (no fdatasync): for lease, ack and
-    release only. WAL keeps such a commit atomic and a process crash loses nothing; a power
-    cut may undo the last ones, which only means a reading is sent again under the same
-    identifier (the backend's ifNoneExist drops it) or a lease is forgotten (leases reset at
-    open anyway). The next durable commit syncs their WAL frames too. Half the fsyncs, half
-    the SD-card wear of the delivery path."""
+    `durable=False` commits with ``synchronous=NORMAL`` (no fdatasync): only for ack, the
+    bulk move of tombstones and the lease bookkeeping (quarantine, attempts). WAL keeps such
+    a commit atomic and a process crash loses nothing; a power cut may undo the last ones,
+    which only means a reading is sent again under the same identifier (the backend's
+    ifNoneExist drops it) or a count of sends is lower. The next durable commit syncs their
+    WAL frames too. Half the fsyncs, half the SD-card wear of the delivery path."""
 
     def __init__(self, conn: sqlite3.Connection, *, durable: bool = True) -> None:
         self.conn = conn
@@ -120,6 +121,18 @@ class _Engine:
         self.retention = retention
         self.clock = clock
         self.lock_fd = self._lock()
+        # seq -> (lease expiry on `clock`, row key, leases not yet counted in `attempts`):
+        # leases are promises of this process only, so they live here, not in the file, and a
+        # lease costs no write. Entries go at ack, release, quarantine, retention and close.
+        self.leases: dict[int, tuple[float, bytes, int]] = {}
+        # every row with seq <= floor is a delivered tombstone in place (or gone): leases
+        # start after it. Only a flush deletes such rows, so only a flush resets it.
+        self.floor = -1
+        self.pending = 0  # delivered rows waiting in place (key_id 0)
+        # every row with seq <= held_to is leased (or delivered, or gone) until held_until at
+        # least: a lease starts after it. Reset by whatever could free a row below it.
+        self.held_to = -1
+        self.held_until = 0.0
         self.quota_level = 0
         self.refusing = False
         # a store_full event the full disk itself refused; written with the next commit
@@ -134,10 +147,16 @@ class _Engine:
             migrate(self.conn)
             self._fsync_dir()
             self.index_key, self.sealers = self._load_keys(provider)
+            self.row_key = crypto.RowKeyer(self.index_key)
             self.current = max(self.sealers)
             with _Tx(self.conn) as c:
                 # leases are promises of this process only: whatever was in flight died
                 c.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until != 0")
+                self.pending = int(
+                    c.execute(
+                        "SELECT count(*) FROM outbox WHERE key_id = 0"  # outbox_delivered
+                    ).fetchone()[0]
+                )
                 if set_aside_as is not None:
                     self._event(c, "store_set_aside", {"moved_to": set_aside_as.name})
         except BaseException:
@@ -199,6 +218,8 @@ class _Engine:
     def close(self) -> None:
         conn = getattr(self, "conn", None)
         if conn is not None:
+            with suppress(sqlite3.Error):  # closing anyway: at worst a count of sends is lost
+                self._save_attempts()
             conn.close()
             self.conn = None  # type: ignore[assignment]
         if self.lock_fd >= 0:
@@ -276,7 +297,15 @@ class _Engine:
             return 0
         cutoff = _now_ms() - self.retention // timedelta(milliseconds=1)
         with _Tx(self.conn) as c:
-            n = c.execute("DELETE FROM outbox WHERE captured_at < ?", (cutoff,)).rowcount
+            gone = c.execute(
+                "DELETE FROM outbox WHERE captured_at < ? AND key_id != 0 RETURNING seq",
+                (cutoff,),
+            ).fetchall()
+            for (seq,) in gone:
+                self.leases.pop(seq, None)
+            if gone:
+                self.held_to = -1  # the newest row gone: its seq may be reused
+            n = len(gone)
             if n:
                 self._event(
                     c,
@@ -291,17 +320,20 @@ class _Engine:
             return []
         self._check_room(len(readings))
         sealer = self.sealers[self.current]
+        key_id = sealer.key_id
         now = _now_ms()
-        rows = []
-        ids = []
+        row_key = self.row_key
+        aad_head = sealer.aad_head
+        rids = []
+        plain = []
         for reading in readings:
             identity, phd_timestamp = reading.capture_keys()  # once, at capture, one decode
-            rid = crypto.row_key(self.index_key, identity)
-            payload = pack_reading(reading, identity, phd_timestamp)
-            rows.append(
-                (rid, sealer.key_id, now, sealer.seal(_aad(sealer.key_id, rid), payload), rid)
-            )
-            ids.append(rid.hex())
+            rid = row_key(identity)
+            rids.append(rid)
+            plain.append((aad_head + rid, pack_reading(reading, identity, phd_timestamp)))
+        sealed = sealer.seal_many(plain)
+        rows = [(rid, key_id, now, blob, rid) for rid, blob in zip(rids, sealed, strict=True)]
+        ids = [rid.hex() for rid in rids]
         try:
             with _Tx(self.conn) as c:
                 c.executemany(
@@ -328,51 +360,98 @@ class _Engine:
 
     def lease(self, limit: int, lease_s: float) -> list[StoredReading]:
         now = self.clock()
+        until = now + lease_s
+        leases = self.leases
         out: list[StoredReading] = []
-        good: list[int] = []
         bad: list[tuple[int, str]] = []
-        with _Tx(self.conn, durable=False) as c:
-            after = -1
+        # one datetime per distinct time in a lease: a batch shares its capture time, and a
+        # device's history often its receive time
+        times: dict[int, datetime] = {}
+        openers: dict[int, crypto.Sealer] = {}
+        # a read, not a write: leases are this process's promises, kept in `self.leases`
+        first = self.conn.execute(
+            "SELECT seq FROM outbox WHERE seq > ? AND key_id != 0 ORDER BY seq LIMIT 1",
+            (self.floor,),
+        ).fetchone()
+        if first is None:
+            return []
+        self.floor = first[0] - 1  # what the query stepped over is all delivered
+        # past the rows earlier leases held, while none of those can have expired
+        start, held_until = self.floor, until
+        if self.held_to > start and now < self.held_until:
+            start, held_until = self.held_to, min(self.held_until, until)
+        cur = self.conn.execute(
+            "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
+            "WHERE seq > ? AND key_id != 0 ORDER BY seq",
+            (start,),
+        )
+        try:
             while len(out) < limit:
-                want = limit - len(out)
-                rows = c.execute(
-                    "SELECT seq, rid, key_id, captured_at, attempts, payload FROM outbox "
-                    "WHERE seq > ? AND lease_until <= ? ORDER BY seq LIMIT ?",
-                    (after, now, want),
-                ).fetchall()
+                rows = cur.fetchmany(limit - len(out))
+                if not rows:
+                    break
+                # every row read is held from here on (skipped as held, leased now, or
+                # quarantined): the next lease may start after the last one
+                self.held_to = rows[-1][0]
                 for seq, rid, key_id, captured, attempts, payload in rows:
-                    after = seq
+                    held = leases.get(seq)
+                    unsaved = 0  # leases of this row by this process not yet in `attempts`
+                    if held is not None and held[1] == rid:  # a seq reused: not this row's
+                        if held[0] > now:
+                            held_until = min(held_until, held[0])
+                            continue
+                        unsaved = held[2]
                     try:
-                        reading, identity, phd = self._open(key_id, rid, payload)
+                        opener = openers.get(key_id)
+                        if opener is None:
+                            opener = openers[key_id] = self._opener(key_id)
+                        fields = unpack_fields(opener.open(opener.aad_head + rid, payload))
                     except TamperedRecord as exc:
                         bad.append((seq, str(exc)))
                         continue
-                    good.append(seq)
+                    device, characteristic, value, rx_us, flags, context, offset, ident, phd = (
+                        fields
+                    )
+                    received_at = times.get(rx_us)
+                    if received_at is None:
+                        received_at = times[rx_us] = from_us(rx_us)
+                    captured_us = captured * 1000
+                    captured_at = times.get(captured_us)
+                    if captured_at is None:
+                        captured_at = times[captured_us] = from_us(captured_us)
+                    leases[seq] = (until, rid, unsaved + 1)
                     out.append(
                         StoredReading(
-                            id=bytes(rid).hex(),
-                            reading=reading,
-                            phd_timestamp=phd,
-                            captured_at=from_us(captured * 1000),
-                            attempts=attempts + 1,
-                            identity=identity,
+                            rid.hex(),
+                            Reading(
+                                device,
+                                characteristic,
+                                value,
+                                received_at,
+                                bool(flags & CLOCK_TRUSTED),
+                                context,
+                                offset,
+                            ),
+                            phd,
+                            captured_at,
+                            attempts + unsaved + 1,
+                            ident,
                         )
                     )
-                if len(rows) < want:
-                    break
-            c.executemany(
-                "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE seq = ?",
-                [(now + lease_s, seq) for seq in good],
-            )
-            for seq, reason in bad:
-                self._quarantine(c, seq, reason)
+        finally:
+            cur.close()
+        self.held_until = held_until
+        if bad:
+            with _Tx(self.conn, durable=False) as c:
+                for seq, reason in bad:
+                    self._quarantine(c, seq, reason)
         return out
 
-    def _open(self, key_id: int, rid: bytes, payload: bytes) -> tuple[Reading, str, str]:
+    def _opener(self, key_id: int) -> crypto.Sealer:
         sealer = self.sealers.get(key_id)
         if sealer is None:
             raise TamperedRecord(f"record names unknown key {key_id}")
-        return unpack_reading(sealer.open(_aad(key_id, rid), payload))
+        return sealer
 
     def _quarantine(self, c: sqlite3.Connection, seq: int, reason: str) -> None:
         key_id = c.execute("SELECT key_id FROM outbox WHERE seq = ?", (seq,)).fetchone()[0]
@@ -382,6 +461,8 @@ class _Engine:
             (reason, _now_ms(), seq),
         )
         c.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self.leases.pop(seq, None)
+        self.held_to = -1  # the newest row gone: its seq may be reused
         self._event(c, "tampered_record", {"row": seq, "key_id": key_id, "reason": reason})
 
     @staticmethod
@@ -392,26 +473,86 @@ class _Engine:
             raise StoreError(f"not a store id: {exc}") from exc
 
     def ack(self, ids: Sequence[str]) -> None:
-        rids = self._rids(ids)
+        """The rows become tombstones in place: payload erased, key id 0, row key
+        kept in the outbox's unique index (which dedups them meanwhile). Only the rows' own
+        pages are written, in seq order; the random-order writes of moving row keys into
+        `tombstones` happen later for many rows at once, sorted (`_flush_delivered`)."""
+        rids = sorted(self._rids(ids))  # in key order: neighbouring index pages, hot cache
         if not rids:
             return
+        # rows this process leased are found by seq (the table's own order); others by key
+        held = {rid: seq for seq, (_, rid, _) in self.leases.items()}
+        by_seq = sorted((held[r], r) for (r,) in rids if r in held)
+        by_rid = [r for (r,) in rids if r not in held]
+        seqs: list[int] = []
         with _Tx(self.conn, durable=False) as c:
-            c.executemany(
-                "INSERT OR IGNORE INTO tombstones SELECT rid FROM outbox WHERE rid = ?", rids
-            )
-            c.executemany("DELETE FROM outbox WHERE rid = ?", rids)
+            for start in range(0, len(by_seq), ACK_CHUNK):
+                chunk = by_seq[start : start + ACK_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                seqs += (
+                    seq
+                    for (seq,) in c.execute(
+                        f"{_TO_TOMBSTONE} WHERE seq IN ({marks}) AND rid IN ({marks}) "
+                        "AND key_id != 0 RETURNING seq",
+                        [seq for seq, _ in chunk] + [r for _, r in chunk],
+                    ).fetchall()
+                )
+            for start in range(0, len(by_rid), ACK_CHUNK):
+                chunk_rids = by_rid[start : start + ACK_CHUNK]
+                marks = ", ".join("?" * len(chunk_rids))
+                seqs += (
+                    seq
+                    for (seq,) in c.execute(
+                        f"{_TO_TOMBSTONE} WHERE rid IN ({marks}) AND key_id != 0 RETURNING seq",
+                        chunk_rids,
+                    ).fetchall()
+                )
             c.execute(
                 "INSERT INTO meta VALUES ('last_ack', ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (_now_ms(),),
             )
+        self.pending += len(seqs)
+        for seq in seqs:  # only once committed: a failed ack leaves the leases held
+            self.leases.pop(seq, None)
+        if self.pending >= DELIVERED_FLUSH:
+            self._flush_delivered()
+
+    def _flush_delivered(self) -> None:
+        """Move the in-place tombstones to `tombstones`, in key order, in one transaction."""
+        with _Tx(self.conn, durable=False) as c:
+            c.execute(
+                "INSERT OR IGNORE INTO tombstones "
+                "SELECT rid FROM outbox WHERE key_id = 0 ORDER BY rid"
+            )
+            c.execute("DELETE FROM outbox WHERE key_id = 0")
+        self.pending = 0
+        self.floor = self.held_to = -1  # the deleted rows may have been the newest: seqs reused
 
     def release(self, ids: Sequence[str]) -> None:
-        rids = self._rids(ids)
-        with _Tx(self.conn, durable=False) as c:
-            c.executemany("UPDATE outbox SET lease_until = 0 WHERE rid = ?", rids)
+        """Ends the leases in memory. No write (their counts reach `attempts` at close), so a
+        release works on a full disk too."""
+        leases = self.leases
+        self.held_to = -1
+        for (rid,) in self._rids(ids):
+            row = self.conn.execute("SELECT seq FROM outbox WHERE rid = ?", (rid,)).fetchone()
+            held = None if row is None else leases.get(row[0])
+            if held is not None and held[1] == rid:
+                leases[row[0]] = (0.0, rid, held[2])
+
+    def _save_attempts(self) -> None:
+        """Write the leases' counts into `attempts` (one transaction), ending them all."""
+        counts = [(n, seq, rid) for seq, (_, rid, n) in self.leases.items()]
+        self.leases.clear()
+        if counts:
+            with _Tx(self.conn, durable=False) as c:
+                c.executemany(
+                    "UPDATE outbox SET attempts = attempts + ? WHERE seq = ? AND rid = ?", counts
+                )
 
     def prune(self) -> int:
+        if self.pending:
+            self._flush_delivered()
         removed = self._expire()
         with _Tx(self.conn) as c:
             # a data key goes once no record sealed with it remains; the newest always stays
@@ -455,10 +596,9 @@ class _Engine:
         return None if row is None else int(row[0])
 
     def stats(self) -> StoreStats:
-        leased = self.conn.execute(
-            "SELECT count(*) FROM outbox WHERE lease_until > ?", (self.clock(),)
-        ).fetchone()[0]
-        return stats_of(self.conn, self.path, leased=int(leased))
+        now = self.clock()
+        leased = sum(1 for until, _, _ in self.leases.values() if until > now)
+        return stats_of(self.conn, self.path, leased=leased)
 
     # -- devices --------------------------------------------------------------------------
     def upsert_device(self, d: DeviceRecord) -> None:

@@ -59,9 +59,13 @@ async def test_full_disk_refuses_clearly_and_loses_nothing(small_fs: Path, floor
         with pytest.raises(StoreFull):  # refused again while still full
             await store.add(refused)
         if not floor_mb:
-            # no headroom was kept, not even for leases: a clear error until space is freed
+            # no headroom was kept: a lease still works (it writes nothing), an ack cannot
+            # (rows and tombstones are written): a clear error until space is freed
+            leased = await store.lease(1000)
+            assert len(leased) == 1000
             with pytest.raises(StoreFull, match="free disk space"):
-                await store.lease(1000)
+                await store.ack([s.id for s in leased])
+            await store.release([s.id for s in leased])
         _grow(small_fs)
         # one event for the episode (written late when the full disk refused it at once)
         late = await store.add([current_time(999_999)])

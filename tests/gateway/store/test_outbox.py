@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,3 +178,157 @@ async def test_files_are_private(store: Store, state_dir: Path) -> None:
     assert stat.S_IMODE((state_dir / "keys" / "store.kek").stat().st_mode) == 0o600
     for name in ("store.db", "store.db-wal", "store.db-shm", "store.lock"):
         assert stat.S_IMODE((state_dir / name).stat().st_mode) == 0o600, name
+
+
+async def test_rows_sealed_by_the_previous_layout_still_lease(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written by the previous Carebox (layout 1 plaintexts) drains unchanged."""
+    from gateway.store import records
+    from gateway.store import store as store_module
+
+    old = [current_time(n) for n in range(3)]
+    with monkeypatch.context() as m:
+        m.setattr(
+            store_module,
+            "pack_reading",
+            lambda r, i, p: records._pack_v1(r, i, p, r.device.encode()),
+        )
+        async with await Store.open(state_dir, min_free_mb=0) as s:
+            old_ids = await s.add(old)
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        new_ids = await s.add([current_time(10), *old])  # old ones are duplicates
+        assert new_ids[1:] == old_ids
+        leased = await s.lease(10)
+        assert [x.id for x in leased] == [*old_ids, new_ids[0]]
+        assert [x.reading for x in leased] == [*old, current_time(10)]
+        assert [x.identity for x in leased] == [r.identity() for r in [*old, current_time(10)]]
+
+
+async def test_attempts_count_every_lease_across_release_and_reopen(
+    state_dir: Path, clock: FakeClock
+) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        ids = await s.add([current_time(n) for n in range(3)])
+        assert [x.attempts for x in await s.lease(2)] == [1, 1]
+        await s.release(ids[:1])
+        assert [x.attempts for x in await s.lease(3)] == [2, 1]  # ids[0], ids[2]
+        clock.now += 3600  # every lease expires
+        assert [x.attempts for x in await s.lease(3)] == [3, 2, 2]
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        assert [x.attempts for x in await s.lease(3)] == [4, 3, 3]
+        await s.ack(ids[1:])
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        assert [(x.id, x.attempts) for x in await s.lease(3)] == [(ids[0], 5)]
+
+
+async def test_a_held_row_is_never_leased_twice(store: Store, clock: FakeClock) -> None:
+    ids = await store.add([current_time(n) for n in range(10)])
+    a = await store.lease(3, lease_s=100)
+    await store.release([ids[1]])
+    b = await store.lease(3, lease_s=10)  # ids[1] again, then past the held ones
+    assert [x.id for x in b] == [ids[1], ids[3], ids[4]]
+    await store.ack([ids[3]])
+    clock.now += 50  # b's leases expired, a's (but ids[1]) still held
+    c = await store.lease(10, lease_s=100)
+    assert [x.id for x in c] == [ids[1], ids[4], *ids[5:]]
+    assert {x.id for x in a} & {x.id for x in c} == {ids[1]}
+    assert await store.lease(10) == []
+    assert (await store.stats()).leased == 9
+
+
+async def test_a_failed_ack_keeps_nothing_half_done(store: Store) -> None:
+    ids = await store.add([current_time(n) for n in range(3)])
+    await store.lease(3)
+    with pytest.raises(StoreError, match="not a store id"):
+        await store.ack([ids[0], "zz"])
+    assert (await store.stats()).queue_depth == 3
+    assert (await store.stats()).leased == 3
+
+
+async def test_delivered_rows_stay_tombstones_through_the_bulk_move(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ack turns rows into tombstones in place; every DELIVERED_FLUSH of them (and prune)
+    moves them to `tombstones`. Dedup, stats and status hold on both sides of the move."""
+    from gateway.store import store as store_module
+
+    monkeypatch.setattr(store_module, "DELIVERED_FLUSH", 4)
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        ids = await s.add([current_time(n) for n in range(6)])
+        await s.ack([x.id for x in await s.lease(3)])  # 3 in place
+        stats = await s.stats()
+        assert (stats.queue_depth, stats.tombstones, stats.delivered_waiting_prune) == (3, 3, 0)
+        status = await asyncio.to_thread(Store.read_status, state_dir)
+        assert (status.stats.queue_depth, status.stats.tombstones) == (3, 3)
+        assert await s.add([current_time(1)]) == ids[1:2]  # deduped by the in-place tombstone
+        assert [x.id for x in await s.lease(10)] == ids[3:]
+        await s.ack(ids[3:4])  # 4 in place: moved
+        with sqlite3.connect(state_dir / "store.db") as conn:
+            assert conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 4
+            assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
+        assert await s.add([current_time(0), current_time(3)]) == [ids[0], ids[3]]
+        await s.ack(ids[4:])  # everything delivered and moved: the highest seqs go too
+        await s.prune()
+        fresh = await s.add([current_time(100), current_time(101)])
+        assert [x.id for x in await s.lease(10)] == fresh  # a reused seq is not "delivered"
+        stats = await s.stats()
+        assert (stats.queue_depth, stats.tombstones) == (2, 6)
+
+
+async def test_retention_never_deletes_a_tombstone(state_dir: Path) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, retention_days=1) as s:
+        ids = await s.add([current_time(1), current_time(2)])
+        await s.ack(ids[:1])
+        # the technician's limit applies to undelivered rows only, even mid-way (quota)
+        assert await s._run(s._engine._expire) == 0  # nothing is older than a day
+        with sqlite3.connect(state_dir / "store.db") as conn:
+            conn.execute("UPDATE outbox SET captured_at = 1 WHERE key_id != 0")
+        assert await s._run(s._engine._expire) == 1
+        assert await s.add([current_time(1)]) == ids[:1]
+        assert (await s.stats()).queue_depth == 0
+
+
+async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) -> None:
+    from gateway.store import schema
+
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        ids = await s.add([current_time(n) for n in range(4)])
+        await s.ack(ids[:2])
+        await s.prune()  # into `tombstones`, as version 2 kept them
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        conn.execute("DROP INDEX outbox_delivered")
+        conn.execute("PRAGMA user_version = 2")
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        assert await s.add([current_time(0)]) == ids[:1]
+        assert [x.id for x in await s.lease(10)] == ids[2:]
+        await s.ack(ids[2:3])
+        assert (await s.stats()).tombstones == 3
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 3
+
+
+async def test_leases_of_different_lengths_expire_each_in_time(
+    store: Store, clock: FakeClock
+) -> None:
+    """A lease starts after the rows earlier leases hold only while none of those expired."""
+    ids = await store.add([current_time(n) for n in range(6)])
+    assert [x.id for x in await store.lease(2, lease_s=100)] == ids[:2]
+    assert [x.id for x in await store.lease(2, lease_s=10)] == ids[2:4]
+    assert [x.id for x in await store.lease(1, lease_s=100)] == ids[4:5]
+    clock.now += 20  # the middle lease expired, the others did not
+    assert [x.id for x in await store.lease(10, lease_s=100)] == [*ids[2:4], ids[5]]
+    assert await store.lease(10) == []
+    clock.now += 100
+    assert [x.id for x in await store.lease(10)] == ids
+
+
+async def test_a_quarantined_newest_row_frees_its_place(state_dir: Path, clock: FakeClock) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        ids = await s.add([current_time(n) for n in range(3)])
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        conn.execute("UPDATE outbox SET payload = x'00' WHERE rid = ?", (bytes.fromhex(ids[2]),))
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        assert [x.id for x in await s.lease(10)] == ids[:2]  # the third is quarantined
+        new = await s.add([current_time(9)])  # may take the quarantined row's seq
+        assert [x.id for x in await s.lease(10)] == new
