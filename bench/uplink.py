@@ -191,6 +191,7 @@ async def main() -> dict[str, object]:
             "bench": "uplink",
             "store": "gateway.store (encrypted SQLite)",
             "mapper": "gateway.fhir transaction Bundles",
+            "render_workers": renderer.workers,
             "readings": N_DRAIN,
             "messages": len(drain_payloads),
             "bytes_per_reading": bytes_per_reading,

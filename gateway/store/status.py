@@ -33,13 +33,18 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def stats_of(conn: sqlite3.Connection, path: Path, *, leased: int = 0) -> StoreStats:
+def stats_of(
+    conn: sqlite3.Connection, path: Path, *, leased: int = 0, floor: int = -1
+) -> StoreStats:
+    """`floor`: a seq below which every row is known delivered (the store's own lease floor),
+    so finding the oldest waiting row does not step over every tombstone kept in place."""
     # a delivered row may wait in place as a tombstone (key_id 0, payload erased; store.py)
     rows = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
     delivered = conn.execute("SELECT count(*) FROM outbox WHERE key_id = 0").fetchone()[0]
     depth = rows - delivered
     oldest = conn.execute(
-        "SELECT captured_at FROM outbox WHERE key_id != 0 ORDER BY seq LIMIT 1"
+        "SELECT captured_at FROM outbox WHERE seq > ? AND key_id != 0 ORDER BY seq LIMIT 1",
+        (floor,),
     ).fetchone()
     last_ack = conn.execute("SELECT value FROM meta WHERE name = 'last_ack'").fetchone()
     quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]

@@ -19,7 +19,7 @@ import pytest
 from device_drivers.blood_pressure import BloodPressureMeasurement, PressureUnit
 from device_drivers.glucose import GlucoseType
 from gateway.fhir import DeviceNotIdentified, FhirContext, NotAPatientResult
-from gateway.render_pool import RenderPool, render_here
+from gateway.render_pool import RenderPool, default_workers, render_here
 from tests.gateway.fhir.conftest import RECEIVED, Item, item, make_context, raw_item
 from tests.gateway.fhir.test_glucose import glucose
 
@@ -150,3 +150,15 @@ async def test_a_device_without_system_id_comes_back_as_such(pool: RenderPool) -
     # MES keys devices on their system id: a device the registry does not know cannot go yet.
     _, skipped = await pool.render([_bp(1)], make_context(devices={}), "ans-mes")
     assert [type(e) for e in skipped] == [DeviceNotIdentified]
+
+
+def test_workers_only_where_a_core_is_spare() -> None:
+    assert [default_workers(n) for n in (1, 2, 3, 4, 8)] == [0, 0, 2, 2, 2]
+
+
+async def test_no_worker_renders_in_place(ctx: FhirContext) -> None:
+    pool = RenderPool(workers=0)
+    items = [_bp(n) for n in range(3)]
+    assert await pool.render(items, ctx) == render_here(items, ctx)
+    assert pool._executor is None  # no process was started
+    pool.close()
