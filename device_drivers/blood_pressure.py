@@ -139,6 +139,37 @@ def _read(uuid: int, data: bytes) -> _Fields:
     return unit, systolic, diastolic, mean, timestamp, pulse_rate, user_id, status
 
 
+def peek_timestamp(data: bytes) -> tuple[bool, datetime | None]:
+    """`(True, time stamp or None)` when a Blood Pressure Measurement value certainly decodes,
+    read from its flags, length and Date Time alone; `(False, None)` when only a full decode can
+    tell (an unknown or impossible date, too few octets). For the store's capture path, which
+    needs the time stamp of every reading but none of its values."""
+    if not data:
+        return False, None
+    flags = data[0]
+    size = 7
+    if flags & _TIME_STAMP:
+        size += 7
+    if flags & _PULSE_RATE:
+        size += 2
+    if flags & _USER_ID:
+        size += 1
+    if flags & _MEASUREMENT_STATUS:
+        size += 2
+    if len(data) < size:
+        return False, None
+    if not flags & _TIME_STAMP:
+        return True, None
+    year = data[7] | data[8] << 8
+    month, day, hour, minute, second = data[9:14]
+    if not (1582 <= year <= 9999 and month and day):
+        return False, None
+    try:
+        return True, datetime(year, month, day, hour, minute, second)  # noqa: DTZ001 - local
+    except ValueError:
+        return False, None
+
+
 def _write(fields: _Fields) -> bytes:
     unit, systolic, diastolic, mean, timestamp, pulse_rate, user_id, status = fields
     flags = _Flags(0)

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from device_drivers.blood_pressure import peek_timestamp
 from device_drivers.codec import Codec, decode
 from device_drivers.errors import MalformedValue
 
 __all__ = ["MEASUREMENT_CHARACTERISTICS", "PHD_EPOCH", "Reading"]
 
 MEASUREMENT_CHARACTERISTICS: Final = frozenset({0x2A35, 0x2A18, 0x2A9D, 0x2A9C})
+BLOOD_PRESSURE_MEASUREMENT: Final = 0x2A35
 """The characteristics whose values are readings (0x2A36 live cuff pressure never is, L5.4)."""
 
 PHD_EPOCH: Final = datetime(2000, 1, 1)  # noqa: DTZ001 - PHD IG counts device local time from here
@@ -76,7 +78,12 @@ class Reading:
 
     def capture_keys(self) -> tuple[str, str]:
         """`(identity(), phd_timestamp_part())` from one decode: what the store computes once at
-        capture, on its hot path."""
+        capture, on its hot path. A blood-pressure value, which has no sequence number, needs
+        only its time stamp: read without decoding the rest when that is certain to agree."""
+        if self.characteristic == BLOOD_PRESSURE_MEASUREMENT:
+            certain, stamp = peek_timestamp(self.value)
+            if certain:
+                return self._identity(None, stamp), self._phd(stamp)
         m = self._decoded()
         stamp = _device_timestamp(m)
         seq = getattr(m, "sequence_number", None)
