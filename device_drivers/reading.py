@@ -36,6 +36,9 @@ class Reading:
     `context` is the Glucose Measurement Context (0x2A34) value joined to a 0x2A18 reading by
     sequence number. `device_clock_offset_s` is the device clock minus the gateway clock as read
     at the connection that delivered this reading (None when the device has no clock to read).
+    `boot_id` and `monotonic_ns` (the kernel's boot id and its monotonic clock at receipt) are
+    kept for a reading received while the wall clock was not trusted: once it is, in the same
+    boot, the true receive time follows from them (LESSONS L7.2).
     """
 
     device: str
@@ -45,6 +48,8 @@ class Reading:
     clock_trusted: bool
     context: bytes | None = None
     device_clock_offset_s: float | None = None
+    boot_id: str | None = None
+    monotonic_ns: int | None = None
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None:

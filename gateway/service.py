@@ -22,6 +22,8 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,6 +38,7 @@ from gateway.fhir import (
     GatewayInfo,
     needs_trusted_clock,
 )
+from gateway.receipt_time import capture_clock, resolve
 from gateway.render_pool import RenderPool
 from gateway.store import Store, StoredReading
 from gateway.systemd import Notifier, Watchdog
@@ -141,6 +144,8 @@ class Service:
             for item in items:
                 if needs_trusted_clock(item.reading) and not item.reading.clock_trusted:
                     raise ClockNotTrusted(f"reading {item.id} waits for a trusted clock")
+        elif not all(item.reading.clock_trusted for item in items):
+            items = self._dated(items)
         profile = self.config.upstream.fhir_profile
         payload, skipped = await self._renderer.render(items, ctx, profile)
         for err in skipped:
@@ -153,6 +158,18 @@ class Service:
             # and its event names it; no bytes, no value in the event.
             self._event_soon("reading_unmappable", reading=str(err.item_id), reason=err.reason)
         return payload
+
+    @staticmethod
+    def _dated(items: Sequence[StoredReading]) -> list[StoredReading]:
+        """Readings received on an untrusted clock, dated on the now trusted one (L7.2);
+        `ReceiveTimeUnknown` (the uplink then holds that reading) when that cannot be done."""
+        boot, monotonic = capture_clock()
+        now = datetime.now(UTC)
+        out = []
+        for item in items:
+            reading = resolve(item.reading, boot=boot, now=now, monotonic_ns=monotonic)
+            out.append(item if reading is item.reading else replace(item, reading=reading))
+        return out
 
     def _event_soon(self, kind: str, **detail: str | int) -> None:
         store = self.store

@@ -49,6 +49,7 @@ from gateway.ble import uuids
 from gateway.ble.errors import NeedsRepairing, ProcedureFailed
 from gateway.ble.ports import Store
 from gateway.ble.reconnect import Failure, classify
+from gateway.receipt_time import capture_clock
 
 __all__ = ["LINK_LOST", "PROFILES", "Profile", "Session", "SessionOutcome", "SessionTimings"]
 
@@ -257,14 +258,19 @@ class Session:
     def _reading(
         self, uuid: int, value: bytes, at: datetime, context: bytes | None = None
     ) -> Reading:
+        trusted = self.clock_trusted()
+        # untrusted: keep the boot's monotonic clock too, to date it once the clock is (L7.2)
+        boot, monotonic = (None, None) if trusted else capture_clock()
         return Reading(
             device=self.address,
             characteristic=uuid,
             value=value,
             received_at=at,
-            clock_trusted=self.clock_trusted(),
+            clock_trusted=trusted,
             context=context,
             device_clock_offset_s=self._offset,
+            boot_id=boot,
+            monotonic_ns=monotonic,
         )
 
     async def _decodes(self, uuid: int, value: bytes) -> Any | None:

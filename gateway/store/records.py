@@ -4,7 +4,8 @@ A reading's plaintext (only ever inside AES-GCM) is, big-endian, layout 2 (writt
 
     u8 format=2 | u8 flags | u16 characteristic | i64 received_at (µs since the Unix epoch,
     UTC) | i64 phd_timestamp (s) | 16 bytes identity | u8 len(device) | u16 len(value) |
-    u16 len(context) | [f64 device_clock_offset_s if flags & HAS_OFFSET] | device | value |
+    u16 len(context) | [f64 device_clock_offset_s if flags & HAS_OFFSET] |
+    [16 bytes boot id, i64 monotonic ns if flags & HAS_MONOTONIC] | device | value |
     context (present iff flags & HAS_CONTEXT)
 
 one fixed head read with one `struct` call; or layout 1 (written before, and still for an
@@ -65,6 +66,8 @@ _I64_MAX: Final = 2**63 - 1
 CLOCK_TRUSTED: Final = 0x01  # plaintext flag bits
 _HAS_CONTEXT: Final = 0x02
 _HAS_OFFSET: Final = 0x04
+_HAS_MONOTONIC: Final = 0x08  # received while the wall clock was untrusted (LESSONS L7.2)
+_MONOTONIC: Final = struct.Struct(">16sq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,15 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     offset = reading.device_clock_offset_s
     if offset is not None:
         flags |= _HAS_OFFSET
+    tail = b""
+    if reading.boot_id is not None and reading.monotonic_ns is not None:
+        try:
+            boot = bytes.fromhex(reading.boot_id)
+        except ValueError:
+            boot = b""
+        if len(boot) == 16 and boot.hex() == reading.boot_id and reading.monotonic_ns >= 0:
+            flags |= _HAS_MONOTONIC
+            tail = _MONOTONIC.pack(boot, reading.monotonic_ns)
     head = _HEAD2.pack(
         RECORD_FORMAT,
         flags,
@@ -175,8 +187,8 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
         len(context),
     )
     if offset is not None:
-        return b"".join((head, _F64.pack(offset), device, value, context))
-    return b"".join((head, device, value, context))
+        return b"".join((head, _F64.pack(offset), tail, device, value, context))
+    return b"".join((head, tail, device, value, context))
 
 
 def _pack_v1(reading: Reading, identity: str, phd_timestamp: str, device: bytes) -> bytes:
@@ -217,8 +229,11 @@ class _Cursor:
         return self.take(int.from_bytes(self.take(_LEN.size)))
 
 
-_Fields = tuple[str, int, bytes, int, int, bytes | None, float | None, str, str]
-"""device, characteristic, value, received_us, flags, context, offset, identity, phd"""
+_Fields = tuple[
+    str, int, bytes, int, int, bytes | None, float | None, str, str, str | None, int | None
+]
+"""device, characteristic, value, received_us, flags, context, offset, identity, phd, boot id,
+monotonic ns"""
 
 
 def unpack_fields(data: bytes) -> _Fields:
@@ -228,13 +243,21 @@ def unpack_fields(data: bytes) -> _Fields:
         _, flags, characteristic, received_us, phd, ident, dl, vl, cl = _HEAD2.unpack_from(data)
         pos = _HEAD2.size
         has_offset = flags & _HAS_OFFSET
+        has_monotonic = flags & _HAS_MONOTONIC
         end = pos + (_F64.size if has_offset else 0) + dl + vl + cl
+        end += _MONOTONIC.size if has_monotonic else 0
         if end != len(data):
             raise TamperedRecord("sealed reading does not match its layout's lengths")
         offset: float | None = None
         if has_offset:
             (offset,) = _F64.unpack_from(data, pos)
             pos += _F64.size
+        boot: str | None = None
+        monotonic: int | None = None
+        if has_monotonic:
+            raw_boot, monotonic = _MONOTONIC.unpack_from(data, pos)
+            boot = raw_boot.hex()
+            pos += _MONOTONIC.size
         if cl and not flags & _HAS_CONTEXT:
             raise TamperedRecord("sealed reading has a context its flags deny")
         try:
@@ -252,6 +275,8 @@ def unpack_fields(data: bytes) -> _Fields:
             offset,
             ident.hex(),
             str(phd),
+            boot,
+            monotonic,
         )
     return _unpack_v1(data)
 
@@ -274,14 +299,15 @@ def _unpack_v1(data: bytes) -> _Fields:
         raise TamperedRecord("sealed reading has a text field that is not UTF-8") from exc
     if cur.pos != len(data):
         raise TamperedRecord("sealed reading longer than its layout")
-    return device, characteristic, value, received_us, flags, context, offset, identity, phd
+    fields = (device, characteristic, value, received_us, flags, context, offset, identity, phd)
+    return (*fields, None, None)
 
 
 def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
     """(reading, identity, phd_timestamp); `TamperedRecord` on a layout that does not parse."""
-    device, characteristic, value, received_us, flags, context, offset, identity, phd = (
-        unpack_fields(data)
-    )
+    fields = unpack_fields(data)
+    device, characteristic, value, received_us, flags, context, offset, identity, phd = fields[:9]
+    boot, mono = fields[9:]
     reading = Reading(
         device=device,
         characteristic=characteristic,
@@ -290,5 +316,7 @@ def unpack_reading(data: bytes) -> tuple[Reading, str, str]:
         clock_trusted=bool(flags & CLOCK_TRUSTED),
         context=context,
         device_clock_offset_s=offset,
+        boot_id=boot,
+        monotonic_ns=mono,
     )
     return reading, identity, phd

@@ -414,9 +414,19 @@ class _Engine:
                     except TamperedRecord as exc:
                         bad.append((seq, str(exc)))
                         continue
-                    device, characteristic, value, rx_us, flags, context, offset, ident, phd = (
-                        fields
-                    )
+                    (
+                        device,
+                        characteristic,
+                        value,
+                        rx_us,
+                        flags,
+                        context,
+                        offset,
+                        ident,
+                        phd,
+                        boot,
+                        mono,
+                    ) = fields
                     received_at = times.get(rx_us)
                     if received_at is None:
                         received_at = times[rx_us] = from_us(rx_us)
@@ -436,6 +446,8 @@ class _Engine:
                                 bool(flags & CLOCK_TRUSTED),
                                 context,
                                 offset,
+                                boot,
+                                mono,
                             ),
                             phd,
                             captured_at,

@@ -4,6 +4,7 @@ duplicates after a re-send, corrupt packets, faults."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -56,6 +57,10 @@ async def test_untrusted_clock_is_never_written(
     (reading,) = store.readings
     assert not reading.clock_trusted
     assert reading.device_clock_offset_s is not None  # read, not written
+    # kept to date it once the clock is trusted (L7.2)
+    assert (reading.boot_id, reading.monotonic_ns) != (None, None)
+    assert reading.monotonic_ns is not None
+    assert reading.monotonic_ns <= time.monotonic_ns()
     assert monitor.device_time() == monitor.clock()  # untouched
 
 

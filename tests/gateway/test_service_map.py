@@ -1,0 +1,75 @@
+"""The service's mapper: readings received on an untrusted clock wait while it stays so, and go
+out dated on the trusted clock once it is (LESSONS L7.2, L7.3)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from device_drivers.reading import Reading
+from device_drivers.weight_scale import WeightMeasurement, WeightUnit
+from gateway.clock import ClockTrust
+from gateway.config import load_config
+from gateway.receipt_time import ReceiveTimeUnknown, boot_id
+from gateway.service import ClockNotTrusted, Service
+from gateway.store import StoredReading
+
+WRONG = datetime(1970, 1, 1, 0, 5, tzinfo=UTC)
+
+
+def service(tmp_path: Path, *, synced: list[bool]) -> Service:
+    path = tmp_path / "carebox.toml"
+    path.write_text(
+        'gateway_id = "cbx-map"\n'
+        f'state_dir = "{tmp_path / "state"}"\n'
+        '[patient]\nsystem = "urn:oid:1.2.250.1.213.1.4.8"\nvalue = "424242"\n'
+        '[upstream]\nurl = "mqtts://broker.example.org"\n'
+        '[clock]\ntimezone = "Europe/Paris"\n'
+    )
+    return Service(load_config(path), clock=ClockTrust("auto", probe=lambda: synced[0]))
+
+
+def weighed(*, boot: str | None, monotonic_ns: int) -> StoredReading:
+    value = bytes(WeightMeasurement(unit=WeightUnit.SI, weight=Decimal("71.5")))
+    reading = Reading(
+        "C0:11:22:33:44:55", 0x2A9D, value, WRONG, False, None, None, boot, monotonic_ns
+    )
+    identity, phd = reading.capture_keys()
+    return StoredReading("ab" * 16, reading, phd, WRONG, 1, identity)
+
+
+def effective(payload: bytes) -> list[str]:
+    bundle = json.loads(payload)
+    return [
+        e["resource"]["effectiveDateTime"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+    ]
+
+
+async def test_held_while_untrusted_then_dated_on_the_trusted_clock(tmp_path: Path) -> None:
+    synced = [False]
+    svc = service(tmp_path, synced=synced)
+    ten_s_ago = time.monotonic_ns() - 10_000_000_000
+    item = weighed(boot=boot_id(), monotonic_ns=ten_s_ago)
+    with pytest.raises(ClockNotTrusted):
+        await svc._map([item])
+    synced[0] = True
+    before = datetime.now(UTC)
+    payload = await svc._map([item])
+    assert isinstance(payload, bytes)  # the PHD profile: one Bundle
+    (stamp,) = effective(payload)
+    at = datetime.fromisoformat(stamp)
+    assert before - timedelta(seconds=12) <= at <= before - timedelta(seconds=9)
+    assert not stamp.startswith("1970")
+
+
+async def test_from_an_earlier_boot_without_device_time_it_is_held(tmp_path: Path) -> None:
+    svc = service(tmp_path, synced=[True])
+    with pytest.raises(ReceiveTimeUnknown):
+        await svc._map([weighed(boot="f" * 32, monotonic_ns=1)])
