@@ -53,6 +53,7 @@ RESTART_MAX_S: Final = 60.0  # ...up to this: a broken adapter must not spin the
 HEALTHY_AFTER_S: Final = 120.0  # a part that ran this long resets its restart backoff
 STATUS_WRITE_S: Final = 5.0  # how stale `carebox status` may find the upstream state
 HEARTBEAT_S: Final = 30.0  # each loop beats at least this often; the watchdog waits 3x
+MAINTENANCE_INTERVAL_S: Final = 6 * 3600  # prune and key age: hours apart; also at each start
 
 
 def _fatal_errors() -> tuple[type[BaseException], ...]:
@@ -231,6 +232,7 @@ class Service:
             up_task = tg.create_task(self._supervise("uplink", uplink.run), name="carebox.uplink")
             side = [
                 tg.create_task(self._status_loop(), name="carebox.status"),
+                tg.create_task(self._maintenance_loop(), name="carebox.maintenance"),
                 tg.create_task(self._watchdog.run(), name="carebox.watchdog"),
             ]
             self.notifier.ready(f"{self.config.gateway_id}: running")
@@ -243,6 +245,21 @@ class Service:
             up_task.cancel()
             for task in side:
                 task.cancel()
+
+    async def _maintenance_loop(self) -> None:
+        """Store housekeeping at start and every `MAINTENANCE_INTERVAL_S`: data key rotation
+        by age, retention, unused keys, the event log, disk space (`Store.maintain`)."""
+        while True:
+            store = self.store
+            if store is not None:
+                try:
+                    done = await store.maintain()
+                except GatewayError as exc:
+                    log.warning("store maintenance: %s (next try in 6 h)", exc)
+                else:
+                    if done.rotated_to is not None:
+                        log.info("store: new data key %d for new readings", done.rotated_to)
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
     async def _flush(self) -> None:
         store = self.store

@@ -64,11 +64,13 @@ from gateway.store.errors import (
 )
 from gateway.store.records import DeviceRecord, Event, StoredReading, StoreStats
 from gateway.store.status import StoreStatus
-from gateway.store.store import Store
+from gateway.store.store import KEY_MAX_AGE, Maintenance, Store
 
 __all__ = [
+    "KEY_MAX_AGE",
     "DeviceRecord",
     "Event",
+    "Maintenance",
     "Store",
     "StoreBusy",
     "StoreCorrupt",

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -36,13 +37,14 @@ from gateway.store.records import (
 from gateway.store.schema import DB_NAME, connect, migrate, set_aside
 from gateway.store.status import StoreStatus, device_rows, read_status, stats_of
 
-__all__ = ["Store"]
+__all__ = ["KEY_MAX_AGE", "Maintenance", "Store"]
 
 T = TypeVar("T")
 MIB: Final = 1024 * 1024
 ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
+KEY_MAX_AGE: Final = timedelta(days=30)  # a data key seals at most a month of readings
 DELIVERED_FLUSH: Final = 250_000  # in-place tombstones moved to `tombstones` at once (sorted),
 # or sooner when the queue runs empty (a lease finding nothing) or at prune
 # a delivered row waiting in place as a tombstone: key id 0 (no key has it; the literal 0 is
@@ -100,6 +102,15 @@ class _Tx:
 def _is_disk_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code == sqlite3.SQLITE_FULL or "full" in str(exc).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """What `Store.maintain` did: the new data key id if it rotated, the readings the
+    technician's retention limit deleted."""
+
+    rotated_to: int | None
+    expired: int
 
 
 class _Engine:
@@ -590,6 +601,14 @@ class _Engine:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return removed
 
+    def data_key_age(self) -> timedelta:
+        """How long the key sealing new records has been in use."""
+        row = self.conn.execute(
+            "SELECT created_at FROM keys WHERE key_id = ?", (self.current,)
+        ).fetchone()
+        created = 0 if row is None else int(row[0])
+        return timedelta(milliseconds=max(0, _now_ms() - created))
+
     def rotate_key(self) -> int:
         kek = getattr(self, "kek", None)
         if kek is None:
@@ -758,6 +777,20 @@ class Store:
     async def rotate_key(self) -> int:
         """A new data key for new records; older keys stay until their records are gone."""
         return await self._run(self._engine.rotate_key)
+
+    async def maintain(self, *, key_max_age: timedelta = KEY_MAX_AGE) -> Maintenance:
+        """The periodic housekeeping the service runs: a new data key once the current one is
+        `key_max_age` old (a key seals a bounded span of readings), then `prune` (retention,
+        keys no record needs any more, the event log, free pages back to the file system)."""
+
+        def run() -> Maintenance:
+            engine = self._engine
+            rotated = None
+            if engine.data_key_age() >= key_max_age:
+                rotated = engine.rotate_key()
+            return Maintenance(rotated_to=rotated, expired=engine.prune())
+
+        return await self._run(run)
 
     async def cursor(self, device: str) -> int | None:
         return await self._run(lambda: self._engine.cursor(device))

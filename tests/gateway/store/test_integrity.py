@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,24 @@ async def test_no_plaintext_health_value_in_any_file(state_dir: Path) -> None:
         await s.prune()  # checkpoint everything into the main file
     raw = (state_dir / "store.db").read_bytes()
     assert all(needle not in raw for needle in needles)
+
+
+async def test_maintenance_rotates_an_old_key_only_and_prunes(
+    state_dir: Path, clock: FakeClock
+) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, clock=clock) as s:
+        first = _data_keys(state_dir)
+        done = await s.maintain()  # a key made just now is young: kept
+        assert done.rotated_to is None
+        assert _data_keys(state_dir) == first
+        old = await s.add([current_time(1)])
+        done = await s.maintain(key_max_age=timedelta(0))  # every key is old enough
+        assert done.rotated_to == first[-1] + 1
+        new = await s.add([current_time(2)])
+        with _db(state_dir) as conn:
+            key_of = dict(conn.execute("SELECT hex(rid), key_id FROM outbox").fetchall())
+        assert key_of[old[0].upper()] == first[-1]
+        assert key_of[new[0].upper()] == done.rotated_to
+        await s.ack([x.id for x in await s.lease(10)])
+        await s.maintain()  # the old key sealed nothing still waiting: gone
+        assert _data_keys(state_dir) == [done.rotated_to]
