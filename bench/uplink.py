@@ -7,7 +7,9 @@ Figures (last line, one JSON object):
   the gateway's mean bytes per reading, max inflight 20;
 - raw_same_bundles_per_s: raw paho publishing the very payloads the gateway sent (readings/s);
 - commit_to_puback_p50_ms / _p99_ms: a reading committed while the uplink is online and idle
-  -> its PUBACK.
+  -> its PUBACK;
+- drain_cpu_us_per_reading: the gateway process's CPU (all threads) during the drain, per
+  reading; render_cpu_us_per_reading: the part of it rendering the same Bundles alone takes.
 
 What drains is the gateway's own path: readings committed in the real encrypted store
 (`gateway.store`), leased, rendered to FHIR transaction Bundles by `gateway.fhir` in the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import ssl
 import statistics
 import sys
@@ -39,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from device_drivers.reading import Reading  # noqa: E402
 from gateway import __version__  # noqa: E402
 from gateway.fhir import FhirContext  # noqa: E402
-from gateway.render_pool import RenderPool  # noqa: E402
+from gateway.render_pool import RenderPool, render_here  # noqa: E402
 from gateway.store import Store, StoredReading  # noqa: E402
 from gateway.uplink.broker import LocalBroker  # noqa: E402
 from gateway.uplink.config import UplinkSettings  # noqa: E402
@@ -54,6 +57,11 @@ ADD_BATCH = 1_000
 CUFF = "C0:11:22:33:44:55"
 RECEIVED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TIMEOUT_S = 600.0
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def raw_publish(broker: LocalBroker, pki_dir: Path, payloads: list[bytes], ca: Path) -> float:
@@ -120,11 +128,13 @@ async def main() -> dict[str, object]:
         )
         sent: list[tuple[int, bytes]] = []  # the drain's payloads, for the raw replay
         recording = True
+        sent_items: list[Sequence[StoredReading]] = []
 
         async def mapper(items: Sequence[StoredReading]) -> bytes:
             payload, _ = await renderer.render(items, ctx)
             if recording:
                 sent.append((len(items), payload))
+                sent_items.append(items)
             return payload
 
         committed: dict[str, float] = {}
@@ -148,6 +158,7 @@ async def main() -> dict[str, object]:
             gateway_id="cbx-bench",
         )
         uplink = Uplink(settings, store, mapper, version=__version__, on_delivered=on_delivered)
+        cpu_start = _cpu_s()
         start = time.perf_counter()
         task = asyncio.create_task(uplink.run())
         async with asyncio.timeout(TIMEOUT_S):
@@ -156,7 +167,13 @@ async def main() -> dict[str, object]:
             while (await store.stats()).queue_depth:  # noqa: ASYNC110 - the bench watches
                 await asyncio.sleep(0.001)
         drain_s = time.perf_counter() - start
+        drain_cpu_s = _cpu_s() - cpu_start
         recording = False
+        # Where the drain's CPU goes: the same Bundles rendered again, alone.
+        t0 = time.process_time()
+        for chunk in sent_items:
+            render_here(chunk, ctx)
+        render_cpu_s = time.process_time() - t0
 
         # Latency: one reading at a time, committed while online and idle.
         await asyncio.sleep(0.2)
@@ -203,6 +220,10 @@ async def main() -> dict[str, object]:
             "drain_vs_same_bundles_ratio": round(drain_per_s / raw_same_bundles_per_s, 2),
             "commit_to_puback_p50_ms": round(statistics.median(lat_ms), 2),
             "commit_to_puback_p99_ms": round(lat_ms[int(len(lat_ms) * 0.99) - 1], 2),
+            # the gateway process's CPU during the drain (all its threads; a rendering worker's
+            # own CPU is not in it), and the part of it rendering alone takes
+            "drain_cpu_us_per_reading": round(drain_cpu_s / N_DRAIN * 1e6, 1),
+            "render_cpu_us_per_reading": round(render_cpu_s / drain_readings * 1e6, 1),
             "latency_samples": len(lat_ms),
         }
     finally:
