@@ -32,7 +32,7 @@ from device_drivers.codec import decode
 from device_drivers.errors import MalformedValue, UnknownCharacteristic
 from device_drivers.reading import MEASUREMENT_CHARACTERISTICS, Reading
 from gateway.fhir import codes, fast_paths
-from gateway.fhir.context import BundleItem, DeviceInfo, FhirContext
+from gateway.fhir.context import BundleItem, DeviceInfo, FhirContext, GatewayInfo
 from gateway.fhir.devices import DeviceIdentity, phd_device, phd_identity, phg_device, phg_identity
 from gateway.fhir.elements import coded
 from gateway.fhir.errors import MappingError
@@ -152,7 +152,7 @@ class _Planned:
 
 def _plan(
     items: Sequence[BundleItem], ctx: FhirContext, skipped: list[MappingError] | None
-) -> tuple[list[JsonObject], list[_Planned]] | None:
+) -> tuple[list[JsonObject | bytes], list[_Planned], str] | None:
     """What the Bundle holds: the Device and coincident-timestamp entries (dicts, a few per
     Bundle) and the Observations (rendered straight to JSON, the bulk), in order. None when no
     reading maps."""
@@ -177,9 +177,8 @@ def _plan(
     if not mapped:
         return None
 
-    gateway = phg_identity(ctx.gateway_id, ctx.gateway_info)
-    gateway_url = _urn("device", f"{gateway.key_system}|{gateway.key_value}")
-    entries = [_entry(gateway_url, phg_device(ctx.gateway_id, ctx.gateway_info), "Device", gateway)]
+    gateway_url, gateway_json = _gateway_entry(ctx.gateway_id, ctx.gateway_info)
+    entries: list[JsonObject | bytes] = [gateway_json]
 
     # PHD devices in order of first appearance, with the kinds of reading they sent.
     devices: dict[str, tuple[DeviceInfo, DeviceIdentity, set[int]]] = {}
@@ -199,10 +198,9 @@ def _plan(
                 coincident[ck] = (m.device, m.effective.correction, received)
 
     device_urls: dict[str, str] = {}
-    for key, (info, identity, kinds) in devices.items():
-        url = _urn("device", f"{identity.key_system}|{identity.key_value}")
-        device_urls[key] = url
-        entries.append(_entry(url, phd_device(info, kinds), "Device", identity))
+    for key, (info, _, kinds) in devices.items():
+        device_urls[key], device_json = _device_entry(info, frozenset(kinds))
+        entries.append(device_json)
 
     coincident_urls: dict[str, str] = {}
     for ck, (identity, correction, received) in coincident.items():
@@ -250,7 +248,22 @@ def _plan(
                     for t in draft.derived_from
                 )
             planned.append(_Planned(draft, value, effective_at, device_url, ct_url, derived))
-    return entries, planned
+    return entries, planned, gateway_url
+
+
+# A Bundle names the same few Devices again and again: their entries are rendered once.
+@functools.lru_cache(maxsize=16)
+def _gateway_entry(gateway_id: str, info: GatewayInfo) -> tuple[str, bytes]:
+    identity = phg_identity(gateway_id, info)
+    url = _urn("device", f"{identity.key_system}|{identity.key_value}")
+    return url, bundle_to_json(_entry(url, phg_device(gateway_id, info), "Device", identity))
+
+
+@functools.lru_cache(maxsize=256)
+def _device_entry(info: DeviceInfo, kinds: frozenset[int]) -> tuple[str, bytes]:
+    identity = phd_identity(info)
+    url = _urn("device", f"{identity.key_system}|{identity.key_value}")
+    return url, bundle_to_json(_entry(url, phd_device(info, set(kinds)), "Device", identity))
 
 
 def render_bundle(
@@ -272,9 +285,9 @@ def render_bundle(
     plan = _plan(items, ctx, skipped)
     if plan is None:
         return _EMPTY
-    entries, planned = plan
-    parts = [bundle_to_json(e) for e in entries]
-    shared = _Shared(ctx, entries[0]["fullUrl"])
+    entries, planned, gateway_url = plan
+    parts = [e if isinstance(e, bytes) else bundle_to_json(e) for e in entries]
+    shared = _Shared(ctx, gateway_url)
     parts.extend(shared.observation(p) for p in planned)
     return b"".join((_HEAD, b",".join(parts), _TAIL))
 
