@@ -24,10 +24,13 @@ Invariants
 - `ack` erases the payload in the same transaction and keeps a tombstone (the row key): a
   reading replayed by a device after delivery is recognised and not stored again. The
   tombstone first stays in place (the row, with key id 0 and no payload, still in the
-  outbox's unique index); every `DELIVERED_FLUSH` of them, and at `prune`, they move to
-  `tombstones` in key order, one transaction: random-order index writes done in bulk, not
-  per ack. Nothing delivered keeps its data (`StoreStats.delivered_waiting_prune` is 0;
+  outbox's unique index); when a lease finds the queue empty (a drain is over), every
+  `DELIVERED_FLUSH` of them, and at `prune`, they move to `tombstones` in key order, one
+  transaction: random-order index writes done in bulk, off the delivery path. Nothing
+  delivered keeps its data (`StoreStats.delivered_waiting_prune` is 0;
   `tombstones` counts both kinds).
+- `maintain` (the service runs it at start and every 6 hours): a new data key once the current
+  one is `KEY_MAX_AGE` old, then `prune`.
 - Nothing undelivered is deleted, except by a technician's `retention_days`. Past the
   free-disk floor new readings are refused (`StoreFull`, one ``store_full`` event); above the
   quota they are still accepted, with ``quota_pressure`` events at 50/80/90/100 %.
