@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from device_drivers.reading import Reading
 from gateway.store import Store
+from gateway.store.records import pack_reading
+from gateway.store.store import INSERT_READINGS
 
 BATCH = 100
 LEASE_BIG = 1000  # the uplink's drain leases this many at a time
@@ -219,6 +221,83 @@ async def bench_footprint(root: Path, million: int) -> tuple[float, float, float
     return per_reading, rss_full - rss_empty, rss_full
 
 
+async def bench_add_parts(root: Path) -> dict[str, float]:
+    """Where an add's time goes, µs per reading: each step of `add` timed on the store's thread
+    with the store's own pieces, plus the hand-off to that thread (per batch, spread over its
+    readings). Beside it, `raw_parts_us` splits raw sqlite3 the same way (insert, commit)."""
+    batches = [[bp(3 * 10**6 + i * BATCH + j) for j in range(BATCH)] for i in range(60)]
+    async with await Store.open(root / "add-parts", min_free_mb=0) as store:
+        engine = store._engine
+        sealer = engine.sealers[engine.current]
+        spent = dict.fromkeys(("room", "keys", "row_key", "pack", "seal", "insert", "commit"), 0.0)
+
+        def steps() -> None:
+            clock = time.perf_counter
+            for batch in batches:
+                t = clock()
+                engine._check_room(len(batch))
+                spent["room"] += clock() - t
+                t = clock()
+                keys = [r.capture_keys() for r in batch]
+                spent["keys"] += clock() - t
+                t = clock()
+                rids = [engine.row_key(identity) for identity, _ in keys]
+                spent["row_key"] += clock() - t
+                t = clock()
+                plain = [
+                    (sealer.aad_head + rid, pack_reading(r, identity, phd))
+                    for r, (identity, phd), rid in zip(batch, keys, rids, strict=True)
+                ]
+                spent["pack"] += clock() - t
+                t = clock()
+                sealed = sealer.seal_many(plain)
+                spent["seal"] += clock() - t
+                pairs = zip(rids, sealed, strict=True)
+                rows = [(rid, sealer.key_id, 1, blob, rid) for rid, blob in pairs]
+                t = clock()
+                engine.conn.execute("BEGIN IMMEDIATE")
+                engine.conn.executemany(INSERT_READINGS, rows)
+                spent["insert"] += clock() - t
+                t = clock()
+                engine.conn.execute("COMMIT")
+                spent["commit"] += clock() - t
+
+        await store._run(steps)
+        t0 = time.perf_counter()
+        for _ in batches:
+            await store._run(lambda: None)
+        spent["thread_handoff"] = time.perf_counter() - t0
+    n = len(batches) * BATCH
+    return {k: round(v / n * 1e6, 2) for k, v in spent.items()}
+
+
+def bench_raw_parts(root: Path, blob_len: int) -> dict[str, float]:
+    conn = sqlite3.connect(root / "raw-parts.db", isolation_level=None)
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, rid BLOB NOT NULL UNIQUE, "
+        "key_id INTEGER NOT NULL, captured_at INTEGER NOT NULL, "
+        "lease_until REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
+        "payload BLOB NOT NULL)"
+    )
+    spent = {"insert": 0.0, "commit": 0.0}
+    for _ in range(60):
+        batch = [(os.urandom(16), 2, 1, os.urandom(blob_len)) for _ in range(BATCH)]
+        t = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO outbox (rid, key_id, captured_at, payload) VALUES (?, ?, ?, ?)", batch
+        )
+        spent["insert"] += time.perf_counter() - t
+        t = time.perf_counter()
+        conn.execute("COMMIT")
+        spent["commit"] += time.perf_counter() - t
+    conn.close()
+    return {k: round(v / (60 * BATCH) * 1e6, 2) for k, v in spent.items()}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--million", type=int, default=1_000_000, help="readings for RSS")
@@ -241,6 +320,8 @@ async def main() -> None:
         keys_per_s = bench_reading_keys()
         store_only_per_s = await bench_add_store_only(root)
         after_decode_per_s = await bench_add_after_decode(root)
+        add_parts = await bench_add_parts(root)
+        raw_parts = bench_raw_parts(root, blob_len)
         per_reading, rss_growth, rss_full = await bench_footprint(root, args.million)
     print(
         json.dumps(
@@ -262,6 +343,8 @@ async def main() -> None:
                 "rss_mib": round(rss_full, 1),
                 "waiting_for_rss": args.million,
                 "payload_bytes": blob_len,
+                "add_parts_us": add_parts,
+                "raw_parts_us": raw_parts,
             }
         )
     )

@@ -44,6 +44,11 @@ MIB: Final = 1024 * 1024
 ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
+INSERT_READINGS: Final = (
+    "INSERT INTO outbox (rid, key_id, captured_at, payload) SELECT ?, ?, ?, ? "
+    "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE rid = ?) "
+    "ON CONFLICT (rid) DO NOTHING"
+)  # (rid, key id, captured ms, sealed payload, rid): a delivered or present reading is skipped
 KEY_MAX_AGE: Final = timedelta(days=30)  # a data key seals at most a month of readings
 DELIVERED_FLUSH: Final = 250_000  # in-place tombstones moved to `tombstones` at once (sorted),
 # or sooner when the queue runs empty (a lease finding nothing) or at prune
@@ -348,12 +353,7 @@ class _Engine:
         ids = [rid.hex() for rid in rids]
         try:
             with _Tx(self.conn) as c:
-                c.executemany(
-                    "INSERT INTO outbox (rid, key_id, captured_at, payload) SELECT ?, ?, ?, ? "
-                    "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE rid = ?) "
-                    "ON CONFLICT (rid) DO NOTHING",
-                    rows,
-                )
+                c.executemany(INSERT_READINGS, rows)
                 if self.unrecorded_full is not None:
                     self._event(c, "store_full", self.unrecorded_full)
                 if cursor is not None:
