@@ -3,9 +3,11 @@ real mosquitto over mutual TLS; readings counted at the broker by an independent
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from typing import Final
 import pytest
 
 from gateway.demo.observer import primary_identifiers
+from gateway.store import Store
 from tests.fixtures.mosquitto import LocalBroker, Subscriber, start_broker
 from tests.fixtures.pki import TestPki, make_test_pki
 
@@ -203,3 +206,55 @@ def test_ans_mes_destination_sends_one_observation_per_bundle(
         assert kinds == ["Device", "Observation"]
         (profile,) = bundle["entry"][1]["resource"]["meta"]["profile"]
         assert profile.startswith("https://interop.esante.gouv.fr/ig/fhir/mesures/")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _queue_depth(config: Path) -> int:
+    """What `carebox status` says waits (0 before the service has made its store)."""
+    status = subprocess.run(
+        [sys.executable, "-m", "gateway", "status", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return int(json.loads(status.stdout)["queue_depth"]) if status.returncode == 0 else 0
+
+
+def test_a_running_gateways_files_hold_no_health_value(
+    tmp_path: Path, broker: LocalBroker, pki: TestPki
+) -> None:
+    # the broker unreachable: every reading waits in the store, as on a box offline for days
+    config = _config(tmp_path, broker, pki)
+    config.write_text(config.read_text().replace(broker.url, f"mqtts://localhost:{_closed_port()}"))
+    expected = METER_RECORDS + CUFF_READINGS
+    proc = _start(config)
+    try:
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while _queue_depth(config) < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _queue_depth(config) == expected
+        # the cuff's values as it sends them: systolic, diastolic and mean SFLOATs in a row
+        needles = [bytes([120 + i, 0, 80, 0, 93, 0]) for i in range(CUFF_READINGS)]
+        needles += [b"systolic", b"concentration"]
+        files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+        assert any(p.name == "store.db-wal" for p in files)  # read while the gateway runs
+        for path in files:
+            raw = path.read_bytes()
+            for needle in needles:
+                assert needle not in raw, (path.name, needle)
+    finally:
+        code, out = _stop(proc)
+    assert code == 0, out
+    # the needles are what the store holds, once opened with its keys
+    values = asyncio.run(_stored_values(tmp_path / "state"))
+    assert all(any(n in v for v in values) for n in needles[:CUFF_READINGS])
+
+
+async def _stored_values(state_dir: Path) -> list[bytes]:
+    async with await Store.open(state_dir, min_free_mb=0) as store:
+        return [s.reading.value for s in await store.lease(1000)]
