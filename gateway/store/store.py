@@ -45,10 +45,10 @@ ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the 
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
 INSERT_READINGS: Final = (
-    "INSERT INTO outbox (rid, key_id, captured_at, payload) SELECT ?, ?, ?, ? "
-    "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE rid = ?) "
+    "INSERT INTO outbox (rid, key_id, captured_at, payload) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (rid) DO NOTHING"
-)  # (rid, key id, captured ms, sealed payload, rid): a delivered or present reading is skipped
+)  # (rid, key id, captured ms, sealed payload): a reading the outbox holds is skipped
+ROOM_RECHECK_S: Final = 1.0  # the disk is asked again at least this often while adding
 KEY_MAX_AGE: Final = timedelta(days=30)  # a data key seals at most a month of readings
 DELIVERED_FLUSH: Final = 250_000  # in-place tombstones moved to `tombstones` at once (sorted),
 # or sooner when the queue runs empty (a lease finding nothing) or at prune
@@ -151,6 +151,8 @@ class _Engine:
         self.held_to = -1
         self.held_until = 0.0
         self.quota_level = 0
+        self.room_credit = 0  # bytes adds may use before the next full room check
+        self.room_checked_at = 0.0
         self.refusing = False
         # a store_full event the full disk itself refused; written with the next commit
         self.unrecorded_full: dict[str, DetailValue] | None = None
@@ -274,8 +276,18 @@ class _Engine:
         return int(row[0])
 
     def _check_room(self, count: int) -> None:
-        """Refuse past the free-disk floor; report quota pressure at rising thresholds."""
+        """Refuse past the free-disk floor; report quota pressure at rising thresholds.
+
+        A full check (page count, statvfs) leaves a credit: the bytes that can go in before
+        anything could change (the next quota threshold, the quota itself, the free-disk floor),
+        counted at `ESTIMATED_ROW_BYTES` a reading, an upper bound. Adds spend it without asking
+        the disk again, for at most `ROOM_RECHECK_S` (something else may fill the disk)."""
         need = count * ESTIMATED_ROW_BYTES
+        now = time.monotonic()
+        if need <= self.room_credit and now - self.room_checked_at < ROOM_RECHECK_S:
+            self.room_credit -= need
+            return
+        self.room_credit = 0
         used = self._db_bytes()
         if used + need > self.max_bytes and self.retention is not None:
             self._expire()
@@ -295,6 +307,13 @@ class _Engine:
         free = st.f_bavail * st.f_frsize
         if free - need < self.min_free_bytes:
             self._refuse(count, f"{free // MIB} MiB free, floor {self.min_free_bytes // MIB} MiB")
+        boundaries = [self.max_bytes * t // 100 for t in QUOTA_THRESHOLDS]
+        headroom = [b - used - need for b in boundaries if b > used + need]
+        headroom.append(free - need - self.min_free_bytes)
+        if self.retention is not None and used + need >= self.max_bytes:
+            headroom.append(0)  # over quota with a retention limit: expire at every add
+        self.room_credit = max(0, min(headroom))
+        self.room_checked_at = now
 
     def _refuse(self, count: int, why: str) -> None:
         if not self.refusing:
@@ -349,11 +368,21 @@ class _Engine:
             rids.append(rid)
             plain.append((aad_head + rid, pack_reading(reading, identity, phd_timestamp)))
         sealed = sealer.seal_many(plain)
-        rows = [(rid, key_id, now, blob, rid) for rid, blob in zip(rids, sealed, strict=True)]
         ids = [rid.hex() for rid in rids]
         try:
             with _Tx(self.conn) as c:
-                c.executemany(INSERT_READINGS, rows)
+                # readings delivered before (their row keys moved to `tombstones`) are not
+                # stored again: one lookup for the batch, then a plain insert that skips what
+                # the outbox holds (waiting, or delivered and still in place)
+                gone = self._tombstoned(c, rids)
+                c.executemany(
+                    INSERT_READINGS,
+                    [
+                        (rid, key_id, now, blob)
+                        for rid, blob in zip(rids, sealed, strict=True)
+                        if rid not in gone
+                    ],
+                )
                 if self.unrecorded_full is not None:
                     self._event(c, "store_full", self.unrecorded_full)
                 if cursor is not None:
@@ -369,6 +398,17 @@ class _Engine:
         self.refusing = False
         self.unrecorded_full = None
         return ids
+
+    @staticmethod
+    def _tombstoned(c: sqlite3.Connection, rids: Sequence[bytes]) -> set[bytes]:
+        """Which of `rids` are in `tombstones` (one query per `ACK_CHUNK` keys)."""
+        gone: set[bytes] = set()
+        for start in range(0, len(rids), ACK_CHUNK):
+            chunk = rids[start : start + ACK_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            query = f"SELECT rid FROM tombstones WHERE rid IN ({marks})"  # noqa: S608
+            gone.update(rid for (rid,) in c.execute(query, chunk))
+        return gone
 
     def lease(self, limit: int, lease_s: float) -> list[StoredReading]:
         now = self.clock()

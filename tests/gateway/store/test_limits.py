@@ -11,6 +11,7 @@ import pytest
 
 from device_drivers.reading import Reading
 from gateway.store import Store, StoreFull
+from gateway.store import store as store_module
 from tests.gateway.store.factories import current_time
 
 
@@ -139,3 +140,37 @@ async def test_drained_backlog_returns_the_disk(state_dir: Path) -> None:
     # what stays is the tombstones (~30 bytes per delivered reading)
     assert drained - empty < 20_000 * 50
     assert drained < full / 4
+
+
+async def test_room_is_asked_once_then_credited_until_it_could_matter(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await Store.open(state_dir, min_free_mb=0, max_mb=512) as s:
+        engine = s._engine
+        asked = 0
+        db_bytes = engine._db_bytes
+
+        def counting() -> int:
+            nonlocal asked
+            asked += 1
+            return db_bytes()
+
+        monkeypatch.setattr(engine, "_db_bytes", counting)
+        for n in range(5):
+            await s.add([current_time(n)])
+        assert asked == 1  # far from every limit: one full check for five adds
+        monkeypatch.setattr(store_module, "ROOM_RECHECK_S", 0.0)
+        await s.add([current_time(10)])
+        assert asked == 2  # the credit expires: the disk is asked again
+
+
+async def test_a_batch_bigger_than_the_credit_is_checked_in_full(state_dir: Path) -> None:
+    # 1 MiB quota: the 50 % threshold is ~1,300 readings away at the estimate per reading
+    async with await Store.open(state_dir, min_free_mb=0, max_mb=1) as s:
+        await s.add([current_time(0)])
+        credit = s._engine.room_credit
+        assert 0 < credit < 1024 * 1024
+        big = credit // store_module.ESTIMATED_ROW_BYTES + 2  # past the threshold itself
+        await s.add([current_time(1 + n) for n in range(big)])
+        kinds = [e.kind for e in await s.events()]
+        assert "quota_pressure" in kinds  # crossing a threshold is never skipped
