@@ -20,24 +20,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
+from device_drivers.blood_pressure import peek_timestamp
 from device_drivers.ieee11073 import decode_sfloat
 from gateway.fhir import codes
 from gateway.fhir.elements import coded_text, quantity_or_absent_text
-from gateway.fhir.observations import Draft
+from gateway.fhir.observations import BP_COMPONENT_HEADS, BP_PANEL_HEAD, Draft
 
 __all__ = ["blood_pressure"]
 
 _UNIT_KPA: Final = 0x01
 _HAS_TIME: Final = 0x02
 _HAS_PULSE: Final = 0x04
-_HAS_USER: Final = 0x08
 _HAS_STATUS: Final = 0x10
 
-_PANEL_HEAD: Final = '"code":' + coded_text(codes.BP_PANEL) + ',"component":['
-_COMPONENT_HEADS: Final = tuple(
-    '{"code":' + coded_text(code) + ","
-    for code in (codes.BP_SYSTOLIC, codes.BP_DIASTOLIC, codes.BP_MEAN)
-)
 _PULSE_HEAD: Final = '"code":' + coded_text(codes.PULSE_RATE) + ","
 
 
@@ -57,39 +52,23 @@ def _word(value: bytes, at: int) -> int:
 def blood_pressure(value: bytes) -> tuple[list[Draft], datetime | None] | None:
     """(drafts, device time) of a 0x2A35 value in its common shape, or None (see the module
     docstring)."""
-    if not value:
+    if not value or value[0] & (_UNIT_KPA | _HAS_STATUS):
         return None
-    flags = value[0]
-    if flags & (_UNIT_KPA | _HAS_STATUS):
-        return None
-    size = 7 + (7 if flags & _HAS_TIME else 0) + (2 if flags & _HAS_PULSE else 0)
-    size += 1 if flags & _HAS_USER else 0
-    if len(value) < size:
+    certain, stamp = peek_timestamp(value)  # the length and the date, as the decoder checks
+    if not certain:
         return None
     components = []
-    for i, head in enumerate(_COMPONENT_HEADS):
+    for i, (_, head) in enumerate(BP_COMPONENT_HEADS):
         quantity = _quantity(_word(value, 1 + 2 * i), codes.MM_HG)
         if quantity is None:
             return None
         components.append(head + quantity + "}")
-    at = 7
-    stamp = None
-    if flags & _HAS_TIME:
-        year = _word(value, 7)
-        month, day, hour, minute, second = value[9:14]
-        if not (1582 <= year <= 9999 and month and day):
-            return None  # unknown or out of range: the generic reader says which
-        try:
-            stamp = datetime(year, month, day, hour, minute, second)  # noqa: DTZ001 - device local
-        except ValueError:
-            return None
-        at = 14
     panel = codes.BP_PANEL
     drafts = [
-        Draft(panel.mdc, codes.PROFILE_COMPOUND, True, _PANEL_HEAD + ",".join(components) + "]")
+        Draft(panel.mdc, codes.PROFILE_COMPOUND, True, BP_PANEL_HEAD + ",".join(components) + "]")
     ]
-    if flags & _HAS_PULSE:
-        quantity = _quantity(_word(value, at), codes.PER_MINUTE)
+    if value[0] & _HAS_PULSE:
+        quantity = _quantity(_word(value, 14 if value[0] & _HAS_TIME else 7), codes.PER_MINUTE)
         if quantity is None:
             return None
         pulse = codes.PULSE_RATE

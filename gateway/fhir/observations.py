@@ -118,10 +118,11 @@ _PULSE_RANGE_BITS: Final = {
 }
 
 
-_BP_HEADS: Final = tuple(
+# The blood-pressure body's fixed text, shared with fast_paths (the same Observation from bytes).
+BP_COMPONENT_HEADS: Final = tuple(
     (name, '{"code":' + coded_text(code) + ",") for code, name in _BP_COMPONENTS
 )
-_BP_PANEL_HEAD: Final = '"code":' + coded_text(codes.BP_PANEL) + ',"component":['
+BP_PANEL_HEAD: Final = '"code":' + coded_text(codes.BP_PANEL) + ',"component":['
 
 
 def _blood_pressure(m: object) -> list[Draft]:
@@ -130,7 +131,7 @@ def _blood_pressure(m: object) -> list[Draft]:
         raise MappingError("blood pressure unit is neither mmHg nor kPa")
     kpa = unit == "kPa"
     components = []
-    for name, head in _BP_HEADS:
+    for name, head in BP_COMPONENT_HEADS:
         value = _measure(field(m, name), name)
         if value is None:
             continue
@@ -144,7 +145,7 @@ def _blood_pressure(m: object) -> list[Draft]:
             panel.mdc,
             codes.PROFILE_COMPOUND,
             True,
-            _BP_PANEL_HEAD + ",".join(components) + "]",
+            BP_PANEL_HEAD + ",".join(components) + "]",
         )
     ]
     pulse = _measure(field(m, "pulse_rate"), "pulse_rate")
