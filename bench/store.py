@@ -1,7 +1,8 @@
 """Benchmark of the encrypted store: add (batches of 100, sealing included) beside stdlib
 sqlite3 executemany of same-size blobs with the same pragmas, lease+ack (batches of 100, and
 of 1000 as the uplink's drain), bytes on disk per waiting reading, and RSS growth from 0 to
-1,000,000 waiting. Last line: one JSON object.
+1,000,000 waiting, and add in a store that delivered 200,000 readings before (with and
+without its in-memory filter of delivered keys). Last line: one JSON object.
 
     .venv/bin/python bench/store.py [--million N]
 """
@@ -17,6 +18,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,13 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from device_drivers.reading import Reading
 from gateway.store import Store
-from gateway.store.records import pack_reading
+from gateway.store.delivered_filter import DeliveredFilter
+from gateway.store.records import pack_captured
 from gateway.store.store import INSERT_READINGS
 
 BATCH = 100
 LEASE_BIG = 1000  # the uplink's drain leases this many at a time
 ADD_READINGS = 20_000
 DISK_READINGS = 100_000
+TOMBSTONES = 200_000  # readings delivered before, for add_after_deliveries
 RECEIVED = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
 
@@ -54,14 +58,15 @@ class _Precomputed(Reading):
     measures the store's own cost (sealing, HMAC, SQLite) without the decode."""
 
     __slots__ = ("_keys",)
+    _keys: tuple[bytes, int]
 
-    def capture_keys(self) -> tuple[str, str]:
-        return self._keys  # type: ignore[no-any-return]
+    def capture_key_values(self) -> tuple[bytes, int]:
+        return self._keys
 
 
 def precomputed(r: Reading) -> Reading:
     p = _Precomputed(r.device, r.characteristic, r.value, r.received_at, r.clock_trusted)
-    object.__setattr__(p, "_keys", r.capture_keys())
+    object.__setattr__(p, "_keys", r.capture_key_values())
     return p
 
 
@@ -75,12 +80,12 @@ def files_bytes(state_dir: Path) -> int:
 
 
 def bench_reading_keys() -> float:
-    """`Reading.capture_keys()` alone (identity and PHD timestamp from one decode), which
+    """`Reading.capture_key_values()` alone (identity and PHD timestamp from one decode), which
     `add` must call once per reading: a ceiling on add_per_s that is not the store's."""
     readings = [bp(n) for n in range(ADD_READINGS)]
     t0 = time.perf_counter()
     for r in readings:
-        r.capture_keys()
+        r.capture_key_values()
     return ADD_READINGS / (time.perf_counter() - t0)
 
 
@@ -165,6 +170,41 @@ async def bench_add_after_decode(root: Path) -> float:
     return ADD_READINGS / elapsed
 
 
+class _NoFilter(DeliveredFilter):
+    """Every key a candidate: each add looks all its keys up in `tombstones`."""
+
+    def candidates(self, rids: Iterable[bytes]) -> list[bytes]:
+        return list(rids)
+
+
+async def bench_add_after_deliveries(root: Path) -> tuple[float, float]:
+    """add_per_s in a store that has delivered TOMBSTONES readings before (each add must not
+    store one of them again), with the in-memory filter of delivered keys and without it
+    (every key looked up in SQLite). What was added is delivered before the next timing."""
+    async with await Store.open(root / "after-deliveries", min_free_mb=0, max_mb=4096) as store:
+        for base in range(0, TOMBSTONES, LEASE_BIG):
+            await store.ack(await store.add([bp(5 * 10**6 + base + i) for i in range(LEASE_BIG)]))
+        await store.prune()  # the delivered keys move to `tombstones`
+        engine = store._engine
+        kept = engine.delivered
+        rates = []
+        for n, delivered in enumerate((kept, _NoFilter(0))):
+            engine.delivered = delivered
+            start = 6 * 10**6 + n * ADD_READINGS
+            batches = [
+                [bp(start + i * BATCH + j) for j in range(BATCH)]
+                for i in range(ADD_READINGS // BATCH)
+            ]
+            t0 = time.perf_counter()
+            for batch in batches:
+                await store.add(batch)
+            rates.append(ADD_READINGS / (time.perf_counter() - t0))
+            while leased := await store.lease(LEASE_BIG):
+                await store.ack([s.id for s in leased])
+        engine.delivered = kept
+    return rates[0], rates[1]
+
+
 def bench_raw(root: Path, blob_len: int) -> float:
     """Same rows, same pragmas, same batch size and one commit per batch: the limit."""
     conn = sqlite3.connect(root / "raw.db", isolation_level=None)
@@ -238,14 +278,14 @@ async def bench_add_parts(root: Path) -> dict[str, float]:
                 engine._check_room(len(batch))
                 spent["room"] += clock() - t
                 t = clock()
-                keys = [r.capture_keys() for r in batch]
+                keys = [r.capture_key_values() for r in batch]
                 spent["keys"] += clock() - t
                 t = clock()
-                rids = [engine.row_key(identity) for identity, _ in keys]
+                rids = [engine.row_key(identity.hex()) for identity, _ in keys]
                 spent["row_key"] += clock() - t
                 t = clock()
                 plain = [
-                    (sealer.aad_head + rid, pack_reading(r, identity, phd))
+                    (sealer.aad_head + rid, pack_captured(r, identity, phd))
                     for r, (identity, phd), rid in zip(batch, keys, rids, strict=True)
                 ]
                 spent["pack"] += clock() - t
@@ -256,7 +296,7 @@ async def bench_add_parts(root: Path) -> dict[str, float]:
                 rows = [(rid, sealer.key_id, 1, blob) for rid, blob in pairs]
                 t = clock()
                 engine.conn.execute("BEGIN IMMEDIATE")
-                engine._tombstoned(engine.conn, rids)
+                engine._tombstoned(engine.conn, engine.delivered.candidates(rids))
                 engine.conn.executemany(INSERT_READINGS, rows)
                 spent["insert"] += clock() - t
                 t = clock()
@@ -322,6 +362,7 @@ async def main() -> None:
         store_only_per_s = await bench_add_store_only(root)
         after_decode_per_s = await bench_add_after_decode(root)
         add_parts = await bench_add_parts(root)
+        after_deliveries, after_deliveries_unfiltered = await bench_add_after_deliveries(root)
         raw_parts = bench_raw_parts(root, blob_len)
         per_reading, rss_growth, rss_full = await bench_footprint(root, args.million)
     print(
@@ -336,6 +377,9 @@ async def main() -> None:
                 "add_store_only_ratio": round(store_only_per_s / raw_per_s, 3),
                 "add_after_decode_per_s": round(after_decode_per_s),
                 "add_after_decode_ratio": round(after_decode_per_s / raw_per_s, 3),
+                "add_after_deliveries_per_s": round(after_deliveries),
+                "add_after_deliveries_unfiltered_per_s": round(after_deliveries_unfiltered),
+                "delivered_before": TOMBSTONES,
                 "lease_ack_per_s": round(lease_ack_per_s),
                 "lease_ack_1000_per_s": round(lease_ack_1000_per_s),
                 "lease_ack_1000_thread_per_s": round(lease_ack_1000_thread_per_s),

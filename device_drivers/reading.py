@@ -19,12 +19,13 @@ from device_drivers.blood_pressure import peek_timestamp
 from device_drivers.codec import Codec, decode
 from device_drivers.errors import MalformedValue
 
-__all__ = ["MEASUREMENT_CHARACTERISTICS", "PHD_EPOCH", "Reading"]
+__all__ = ["IDENTITY_BYTES", "MEASUREMENT_CHARACTERISTICS", "PHD_EPOCH", "Reading"]
 
 MEASUREMENT_CHARACTERISTICS: Final = frozenset({0x2A35, 0x2A18, 0x2A9D, 0x2A9C})
 BLOOD_PRESSURE_MEASUREMENT: Final = 0x2A35
 """The characteristics whose values are readings (0x2A36 live cuff pressure never is, L5.4)."""
 
+IDENTITY_BYTES: Final = 16  # an identity is this many bytes of SHA-256, as 32 hex digits
 PHD_EPOCH: Final = datetime(2000, 1, 1)  # noqa: DTZ001 - PHD IG counts device local time from here
 
 
@@ -83,16 +84,26 @@ class Reading:
 
     def capture_keys(self) -> tuple[str, str]:
         """`(identity(), phd_timestamp_part())` from one decode: what the store computes once at
-        capture, on its hot path. A blood-pressure value, which has no sequence number, needs
-        only its time stamp: read without decoding the rest when that is certain to agree."""
+        capture. `capture_key_values` is the same in binary, for the store's hot path."""
+        digest, seconds = self.capture_key_values()
+        return digest.hex(), str(seconds)
+
+    def capture_key_values(self) -> tuple[bytes, int]:
+        """`capture_keys` as the identity's 16 bytes (its hex is `identity()`) and the PHD
+        timestamp's seconds (its decimal text is `phd_timestamp_part()`). A blood-pressure
+        value, which has no sequence number, needs only its time stamp: read without decoding
+        the rest when that is certain to agree."""
         if self.characteristic == BLOOD_PRESSURE_MEASUREMENT:
             certain, stamp = peek_timestamp(self.value)
             if certain:
-                return self._identity(None, stamp), self._phd(stamp)
+                return self._identity(None, stamp), self._phd_seconds(stamp)
         m = self._decoded()
         stamp = _device_timestamp(m)
         seq = getattr(m, "sequence_number", None)
-        return self._identity(seq if isinstance(seq, int) else None, stamp), self._phd(stamp)
+        return (
+            self._identity(seq if isinstance(seq, int) else None, stamp),
+            self._phd_seconds(stamp),
+        )
 
     def identity(self) -> str:
         """A stable identifier from what the reading is: device, characteristic, sequence number
@@ -105,24 +116,23 @@ class Reading:
         """The PHD IG dedup identifier's timestamp part (FHIR.md section 10): whole seconds since
         2000-01-01T00:00:00 of the device's local time as sent, BLE Date Time having 1 s
         resolution and no offset; the receive time (UTC) for a reading without a device time."""
-        return self._phd(self.device_timestamp())
+        return str(self._phd_seconds(self.device_timestamp()))
 
-    def _identity(self, seq: int | None, stamp: datetime | None) -> str:
+    def _identity(self, seq: int | None, stamp: datetime | None) -> bytes:
+        """The first 16 bytes of SHA-256 over the reading's description; as hex, the identity."""
         if seq is not None:
             when = f"seq:{seq}"
         elif stamp is not None:
             when = f"ts:{stamp.isoformat()}"
         else:
             when = f"rx:{self.received_at.astimezone(UTC).isoformat()}"
-        material = "|".join(
-            (self.device.upper(), f"{self.characteristic:04X}", when, self.value.hex())
-        )
-        return hashlib.sha256(material.encode()).hexdigest()[:32]
+        material = f"{self.device.upper()}|{self.characteristic:04X}|{when}|{self.value.hex()}"
+        return hashlib.sha256(material.encode()).digest()[:IDENTITY_BYTES]
 
-    def _phd(self, stamp: datetime | None) -> str:
+    def _phd_seconds(self, stamp: datetime | None) -> int:
         if stamp is None:
             stamp = self.received_at.astimezone(UTC).replace(tzinfo=None)
-        return str(int((stamp - PHD_EPOCH).total_seconds()))
+        return int((stamp - PHD_EPOCH).total_seconds())
 
 
 def _device_timestamp(m: Codec | None) -> datetime | None:

@@ -28,7 +28,8 @@ Invariants
   `DELIVERED_FLUSH` of them, and at `prune`, they move to `tombstones` in key order, one
   transaction: random-order index writes done in bulk, off the delivery path. Nothing
   delivered keeps its data (`StoreStats.delivered_waiting_prune` is 0;
-  `tombstones` counts both kinds).
+  `tombstones` counts both kinds). An add asks `tombstones` only for the keys an in-memory
+  bitmap of its keys (delivered_filter.py, read at open) cannot rule out.
 - `maintain` (the service runs it at start and every 6 hours): a new data key once the current
   one is `KEY_MAX_AGE` old, then `prune`.
 - Nothing undelivered is deleted, except by a technician's `retention_days`. Past the

@@ -38,6 +38,7 @@ __all__ = [
     "Event",
     "StoreStats",
     "StoredReading",
+    "pack_captured",
     "pack_reading",
     "unpack_fields",
     "unpack_reading",
@@ -139,24 +140,31 @@ def from_us(us: int) -> datetime:
 def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     """Layout 2 when the identity and timestamp have their usual shapes (always, for keys
     `Reading.capture_keys` made), layout 1 otherwise; both stay readable."""
-    device = reading.device.encode()
-    value = reading.value
-    context = reading.context
     try:
         ident = bytes.fromhex(identity)
         phd = int(phd_timestamp)
     except ValueError:
-        return _pack_v1(reading, identity, phd_timestamp, device)
+        return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
+    # lower case hex and canonical decimal: unpacking gives back the exact text
+    if ident.hex() != identity or str(phd) != phd_timestamp:
+        return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
+    return pack_captured(reading, ident, phd)
+
+
+def pack_captured(reading: Reading, identity: bytes, phd_seconds: int) -> bytes:
+    """`pack_reading` from the keys in binary (`Reading.capture_key_values`), the store's add
+    path: layout 2, or layout 1 for a field wider than layout 2 holds."""
+    device = reading.device.encode()
+    value = reading.value
+    context = reading.context
     if (
-        len(ident) != _IDENTITY_LEN
-        or ident.hex() != identity  # lower case, no spaces: the exact text comes back
-        or str(phd) != phd_timestamp  # canonical decimal: the exact text comes back
-        or not _I64_MIN <= phd <= _I64_MAX
+        len(identity) != _IDENTITY_LEN
+        or not _I64_MIN <= phd_seconds <= _I64_MAX
         or len(device) > _U8_MAX
         or len(value) > _U16_MAX
         or (context is not None and len(context) > _U16_MAX)
     ):
-        return _pack_v1(reading, identity, phd_timestamp, device)
+        return _pack_v1(reading, identity.hex(), str(phd_seconds), device)
     # plain ints, not the IntFlag: this runs once per reading on the add path
     flags = CLOCK_TRUSTED if reading.clock_trusted else 0
     if context is None:
@@ -180,8 +188,8 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
         flags,
         reading.characteristic,
         to_us(reading.received_at),
-        phd,
-        ident,
+        phd_seconds,
+        identity,
         len(device),
         len(value),
         len(context),

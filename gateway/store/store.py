@@ -22,6 +22,7 @@ from typing import Final, Self, TypeVar
 
 from device_drivers.reading import Reading
 from gateway.store import crypto
+from gateway.store.delivered_filter import DeliveredFilter
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
 from gateway.store.records import (
     CLOCK_TRUSTED,
@@ -30,7 +31,7 @@ from gateway.store.records import (
     StoredReading,
     StoreStats,
     from_us,
-    pack_reading,
+    pack_captured,
     to_us,
     unpack_fields,
 )
@@ -168,6 +169,7 @@ class _Engine:
             self.index_key, self.sealers = self._load_keys(provider)
             self.row_key = crypto.RowKeyer(self.index_key)
             self.current = max(self.sealers)
+            self.delivered = self._load_delivered()
             with _Tx(self.conn) as c:
                 # leases are promises of this process only: whatever was in flight died
                 c.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until != 0")
@@ -233,6 +235,13 @@ class _Engine:
             raise StoreCorrupt(f"{self.path} lacks its index or data key")
         self.kek = kek
         return index, sealers
+
+    def _load_delivered(self) -> DeliveredFilter:
+        """The bitmap of `tombstones` (see delivered_filter), streamed from one scan."""
+        count = int(self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0])
+        made = DeliveredFilter(count)
+        made.update(rid for (rid,) in self.conn.execute("SELECT rid FROM tombstones"))
+        return made
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)
@@ -363,18 +372,19 @@ class _Engine:
         rids = []
         plain = []
         for reading in readings:
-            identity, phd_timestamp = reading.capture_keys()  # once, at capture, one decode
-            rid = row_key(identity)
+            identity, phd_seconds = reading.capture_key_values()  # once, at capture, one decode
+            rid = row_key(identity.hex())
             rids.append(rid)
-            plain.append((aad_head + rid, pack_reading(reading, identity, phd_timestamp)))
+            plain.append((aad_head + rid, pack_captured(reading, identity, phd_seconds)))
         sealed = sealer.seal_many(plain)
         ids = [rid.hex() for rid in rids]
         try:
             with _Tx(self.conn) as c:
                 # readings delivered before (their row keys moved to `tombstones`) are not
-                # stored again: one lookup for the batch, then a plain insert that skips what
-                # the outbox holds (waiting, or delivered and still in place)
-                gone = self._tombstoned(c, rids)
+                # stored again: the bitmap clears most keys, one lookup for the rest, then a
+                # plain insert that skips what the outbox holds (waiting, or delivered and
+                # still in place)
+                gone = self._tombstoned(c, self.delivered.candidates(rids))
                 c.executemany(
                     INSERT_READINGS,
                     [
@@ -589,11 +599,17 @@ class _Engine:
     def _flush_delivered(self) -> None:
         """Move the in-place tombstones to `tombstones`, in key order, in one transaction."""
         with _Tx(self.conn, durable=False) as c:
-            c.execute(
-                "INSERT OR IGNORE INTO tombstones "
-                "SELECT rid FROM outbox WHERE key_id = 0 ORDER BY rid"
+            # the bits go in before the commit: a rolled-back move leaves only false positives
+            self.delivered.update(
+                rid
+                for (rid,) in c.execute(
+                    "INSERT OR IGNORE INTO tombstones "
+                    "SELECT rid FROM outbox WHERE key_id = 0 ORDER BY rid RETURNING rid"
+                )
             )
             c.execute("DELETE FROM outbox WHERE key_id = 0")
+        if self.delivered.full:
+            self.delivered = self._load_delivered()
         self.pending = 0
         self.floor = self.held_to = -1  # the deleted rows may have been the newest: seqs reused
 

@@ -19,7 +19,7 @@ def decoded_keys(reading: Reading) -> tuple[str, str]:
     """The keys as the decoding path computes them (no blood-pressure shortcut)."""
     m = reading._decoded()
     stamp = _device_timestamp(m)
-    return reading._identity(None, stamp), reading._phd(stamp)
+    return reading._identity(None, stamp).hex(), str(reading._phd_seconds(stamp))
 
 
 @MANY

@@ -3,6 +3,7 @@ the store relies on the two agreeing for every kind of reading."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
@@ -42,3 +43,42 @@ def test_readings_without_time_or_sequence_stay_two() -> None:
     a = Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED, True)
     b = Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED.replace(minute=5), True)
     assert a.identity() != b.identity()
+
+
+@pytest.mark.parametrize(
+    ("uuid", "hex_value", "described_as", "identity", "phd"),
+    [
+        (
+            0x2A35,
+            "06780050006400ea070b1c0f1e004800",
+            "ts:2026-11-28T15:30:00",
+            "76e4d7add62d525b5064e75d9def1f22",
+            "849195000",
+        ),
+        (
+            0x2A35,
+            "00780050006400",
+            "rx:2026-11-28T12:00:00+00:00",
+            "9a3f17c7befc2b14d88b01ac3aa44ae9",
+            "849182400",
+        ),
+        (
+            0x2A18,
+            "030100ea070b1c0f1e00ffff5fb011",
+            "seq:1",
+            "3f525c31542627303dee189bdb68305f",
+            "849194940",
+        ),
+    ],
+)
+def test_identity_never_changes_from_one_version_to_the_next(
+    uuid: int, hex_value: str, described_as: str, identity: str, phd: str
+) -> None:
+    """Stores keep identities and tombstones of earlier versions: a monitor re-sending a reading
+    after an upgrade must hash to the same identity, so the formula is pinned here."""
+    r = Reading("C0:11:22:33:44:55", uuid, bytes.fromhex(hex_value), RECEIVED, True)
+    material = f"C0:11:22:33:44:55|{uuid:04X}|{described_as}|{hex_value}"
+    assert hashlib.sha256(material.encode()).hexdigest()[:32] == identity
+    assert r.capture_keys() == (identity, phd)
+    digest, seconds = r.capture_key_values()
+    assert (digest.hex(), str(seconds)) == (identity, phd)

@@ -47,6 +47,15 @@ def test_layout_2_round_trips(reading: Reading) -> None:
     assert records.unpack_reading(packed) == (reading, identity, phd)
 
 
+@settings(max_examples=60)
+@given(readings())
+def test_the_add_path_packs_the_same_bytes_from_binary_keys(reading: Reading) -> None:
+    digest, seconds = reading.capture_key_values()
+    packed = records.pack_captured(reading, digest, seconds)
+    assert packed == records.pack_reading(reading, *reading.capture_keys())
+    assert records.unpack_reading(packed) == (reading, digest.hex(), str(seconds))
+
+
 @settings(max_examples=30)
 @given(readings(with_boot=False), st.text(max_size=40), st.text(max_size=12))
 def test_unusual_keys_fall_back_to_layout_1(reading: Reading, identity: str, phd: str) -> None:
