@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -187,6 +188,50 @@ def test_sigkill_during_bulk_transfer_loses_nothing(
     assert code == 0, out
     delivered = _delivered(subscriber)
     assert len(delivered) == expected
+
+
+def _identifiers_since(sub: Subscriber, first_message: int) -> set[str]:
+    ids: set[str] = set()
+    for msg in sub.on("observations")[first_message:]:
+        ids.update(primary_identifiers(json.loads(msg.payload)))
+    return ids
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(1800)
+def test_sigkill_at_random_moments_30_rounds(
+    tmp_path: Path, broker: LocalBroker, pki: TestPki, subscriber: Subscriber
+) -> None:
+    """30 gateways SIGKILLed each at a random moment (starting, capturing from the simulated
+    devices, delivering, or idle), then one run to the end: the broker holds exactly the
+    records of an uninterrupted run, each reading under its one identifier."""
+    expected = METER_RECORDS + CUFF_READINGS
+    (tmp_path / "clean").mkdir()
+    code, out = _deliver_then_stop(_config(tmp_path / "clean", broker, pki), subscriber, expected)
+    assert code == 0, out
+    clean = _delivered(subscriber)
+    assert len(clean) == expected
+    first = len(subscriber.on("observations"))
+
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    (tmp_path / "killed").mkdir()
+    config = _config(tmp_path / "killed", broker, pki)
+    for _ in range(30):
+        proc = _start(config)
+        time.sleep(rng.uniform(0.05, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=STOP_TIMEOUT_S)
+    proc = _start(config)
+    try:
+        subscriber.wait_for(
+            lambda s: len(_identifiers_since(s, first)) >= expected, DELIVERY_TIMEOUT_S
+        )
+        time.sleep(0.5)  # let a late duplicate arrive before counting distinct records
+    finally:
+        code, out = _stop(proc)
+    assert code == 0, out
+    assert _identifiers_since(subscriber, first) == clean, f"seed {seed}"
 
 
 def test_ans_mes_destination_sends_one_observation_per_bundle(
