@@ -127,7 +127,7 @@ async def drain_on_store_thread(store: Store, size: int) -> float:
             drained += len(leased)
         return drained, time.perf_counter() - t0
 
-    drained, elapsed = await asyncio.get_running_loop().run_in_executor(store._pool, loop)
+    drained, elapsed = await store._owner.run(loop)
     assert drained == ADD_READINGS
     return drained / elapsed
 

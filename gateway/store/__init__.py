@@ -54,8 +54,9 @@ Errors::
 Gotchas
 - ``auto_vacuum=INCREMENTAL`` only takes on a fresh file; `prune` runs the incremental vacuum
   and a TRUNCATE checkpoint so a drained backlog gives the disk back.
-- The owner thread is a one-worker executor, not aiosqlite: aiosqlite hands off once per
-  statement, and a batch must be one hand-off (PERFORMANCE.md).
+- The owner thread (owner_thread.py: a queue and `call_soon_threadsafe`, as aiosqlite's
+  worker does) is ours, not aiosqlite: aiosqlite hands off once per statement, and a batch
+  must be one hand-off (PERFORMANCE.md).
 """
 
 from gateway.store.errors import (

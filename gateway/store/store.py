@@ -1,18 +1,16 @@
 """`Store`: the async facade. Every public coroutine is one job on the owner thread, which
 holds the only `sqlite3` connection: one thread hand-off per batch, not per row
 (PERFORMANCE.md). aiosqlite's public API offers one hand-off per statement only, so the store
-keeps its own single-thread executor, the same shape as aiosqlite's worker."""
+keeps its own owner thread (owner_thread.py), the same shape as aiosqlite's worker."""
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +22,7 @@ from device_drivers.reading import Reading
 from gateway.store import crypto
 from gateway.store.delivered_filter import DeliveredFilter
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
+from gateway.store.owner_thread import OwnerThread
 from gateway.store.records import (
     CLOCK_TRUSTED,
     DeviceRecord,
@@ -724,9 +723,9 @@ class _Engine:
 class Store:
     """The encrypted store-and-forward outbox. Open with `await Store.open(state_dir)`."""
 
-    def __init__(self, engine: _Engine, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, engine: _Engine, owner: OwnerThread) -> None:
         self._engine = engine
-        self._pool = pool
+        self._owner = owner
         self._closed = False
 
     @classmethod
@@ -748,7 +747,7 @@ class Store:
         if retention_days is not None and retention_days <= 0:
             raise StoreError(f"[store] retention_days must be positive, not {retention_days}")
         provider = crypto.kek_provider(key_provider, state_dir, otp_reader=otp_reader)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="carebox-store")
+        owner = OwnerThread("carebox-store")
 
         def start() -> _Engine:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -763,11 +762,11 @@ class Store:
             )
 
         try:
-            engine = await asyncio.get_running_loop().run_in_executor(pool, start)
+            engine = await owner.run(start)
         except BaseException:
-            pool.shutdown(wait=False)
+            owner.close()
             raise
-        return cls(engine, pool)
+        return cls(engine, owner)
 
     @staticmethod
     def read_status(state_dir: Path) -> StoreStatus:
@@ -778,7 +777,7 @@ class Store:
         if self._closed:
             raise StoreError("the store is closed")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+            return await self._owner.run(fn)
         except sqlite3.Error as exc:
             if _is_disk_full(exc):
                 raise StoreFull(
@@ -792,7 +791,7 @@ class Store:
             return
         await self._run(self._engine.close)
         self._closed = True
-        self._pool.shutdown(wait=False)
+        self._owner.close()
 
     async def __aenter__(self) -> Self:
         return self
