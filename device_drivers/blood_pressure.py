@@ -139,14 +139,8 @@ def _read(uuid: int, data: bytes) -> _Fields:
     return unit, systolic, diastolic, mean, timestamp, pulse_rate, user_id, status
 
 
-def peek_timestamp(data: bytes) -> tuple[bool, datetime | None]:
-    """`(True, time stamp or None)` when a Blood Pressure Measurement value certainly decodes,
-    read from its flags, length and Date Time alone; `(False, None)` when only a full decode can
-    tell (an unknown or impossible date, too few octets). For the store's capture path, which
-    needs the time stamp of every reading but none of its values."""
-    if not data:
-        return False, None
-    flags = data[0]
+def _needed(flags: int) -> int:
+    """Octets a value with these flags must have: three SFLOATs and what the flags add."""
     size = 7
     if flags & _TIME_STAMP:
         size += 7
@@ -156,9 +150,20 @@ def peek_timestamp(data: bytes) -> tuple[bool, datetime | None]:
         size += 1
     if flags & _MEASUREMENT_STATUS:
         size += 2
-    if len(data) < size:
+    return size
+
+
+_NEEDED: Final = tuple(_needed(flags) for flags in range(256))
+
+
+def peek_timestamp(data: bytes) -> tuple[bool, datetime | None]:
+    """`(True, time stamp or None)` when a Blood Pressure Measurement value certainly decodes,
+    read from its flags, length and Date Time alone; `(False, None)` when only a full decode can
+    tell (an unknown or impossible date, too few octets). For the store's capture path, which
+    needs the time stamp of every reading but none of its values."""
+    if not data or len(data) < _NEEDED[data[0]]:
         return False, None
-    if not flags & _TIME_STAMP:
+    if not data[0] & _TIME_STAMP:
         return True, None
     year = data[7] | data[8] << 8
     month, day, hour, minute, second = data[9:14]

@@ -10,6 +10,7 @@ decoder reads old readings better, and nothing the device said is lost to a mapp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -126,13 +127,20 @@ class Reading:
             when = f"ts:{stamp.isoformat()}"
         else:
             when = f"rx:{self.received_at.astimezone(UTC).isoformat()}"
-        material = f"{self.device.upper()}|{self.characteristic:04X}|{when}|{self.value.hex()}"
+        material = f"{_described(self.device, self.characteristic)}{when}|{self.value.hex()}"
         return hashlib.sha256(material.encode()).digest()[:IDENTITY_BYTES]
 
     def _phd_seconds(self, stamp: datetime | None) -> int:
         if stamp is None:
             stamp = self.received_at.astimezone(UTC).replace(tzinfo=None)
         return int((stamp - PHD_EPOCH).total_seconds())
+
+
+@functools.lru_cache(maxsize=64)
+def _described(device: str, characteristic: int) -> str:
+    """The identity material's first fields: a box has few devices, and this runs at every
+    capture."""
+    return f"{device.upper()}|{characteristic:04X}|"
 
 
 def _device_timestamp(m: Codec | None) -> datetime | None:
