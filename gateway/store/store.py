@@ -607,10 +607,13 @@ class _Engine:
                 )
             )
             c.execute("DELETE FROM outbox WHERE key_id = 0")
-        if self.delivered.full:
-            self.delivered = self._load_delivered()
         self.pending = 0
         self.floor = self.held_to = -1  # the deleted rows may have been the newest: seqs reused
+        if self.delivered.full:
+            # a larger bitmap, read back from the table; should that read fail, the full one
+            # still holds every key (only less selective) and the next flush tries again
+            with suppress(sqlite3.Error):
+                self.delivered = self._load_delivered()
 
     def release(self, ids: Sequence[str]) -> None:
         """Ends the leases in memory. No write (their counts reach `attempts` at close), so a
