@@ -1,7 +1,7 @@
 """`RenderPool`: FHIR Bundles rendered in a worker process, off the uplink's event loop.
 
-Why: rendering is the uplink's heaviest step per reading (tens of µs for a blood-pressure
-reading's two Observations, ~3.7 KB of JSON), while the event loop also runs paho's socket and
+Why: rendering is a large step per reading (~10 µs of CPU for a blood-pressure reading's two
+Observations, ~3.7 KB of JSON, bench/render.py), while the event loop also runs paho's socket and
 the store's results. In a worker process the rendering of the next payloads overlaps publishing
 the current one (the uplink keeps `MAP_AHEAD` payloads mapping), on another core. A machine
 with no core to spare renders in place (`default_workers`).

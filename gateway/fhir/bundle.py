@@ -22,10 +22,9 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from device_drivers.codec import decode
@@ -38,11 +37,19 @@ from gateway.fhir.elements import coded
 from gateway.fhir.errors import MappingError
 from gateway.fhir.observations import Draft, map_measurement
 from gateway.fhir.serialize import bundle_to_json, json_string, to_json
-from gateway.fhir.timing import Effective, effective_time, fhir_datetime
+from gateway.fhir.timing import corrected_time, fhir_datetime
 
 __all__ = ["build_bundle", "observation_identifier", "render_bundle"]
 
 _log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
+
+    # (identifier prefix, SHA-1 of the fullUrl's name up to the timestamp, then the text
+    # around the variable parts; see `_Shared._template`)
+    _Template = tuple[str, HASH, str, str, str, str, str, str]
+    _TemplateKey = tuple[str, str, int, str, bool, str | None]
 
 JsonObject = dict[str, Any]
 
@@ -58,14 +65,23 @@ _NAMESPACE_BYTES: Final = _NAMESPACE.bytes
 
 def _urn(kind: str, key: str) -> str:
     """``urn:uuid:`` + the UUIDv5 of ``kind|key`` (RFC 4122 section 4.3), as `uuid.uuid5`
-    computes it, without building UUID objects: two per reading on the drain path."""
-    name = _NAMESPACE_BYTES + f"{kind}|{key}".encode()
+    computes it, without building UUID objects."""
     # SHA-1 is what UUIDv5 is defined with; it names, it protects nothing.
-    digest = bytearray(hashlib.sha1(name, usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    name = _NAMESPACE_BYTES + f"{kind}|{key}".encode()
+    return _uuid_urn(hashlib.sha1(name, usedforsecurity=False).hexdigest())
+
+
+_OBSERVATION_NAME: Final = _NAMESPACE_BYTES + b"observation|"
+
+# The variant nibble: the top two bits of octet 8 set to 10.
+_VARIANT: Final = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def _uuid_urn(sha1_hex: str) -> str:
+    """The UUIDv5 urn of a SHA-1 (hex): its first 16 octets with the version nibble 5 and
+    the variant bits, edited in the text rather than in a bytearray."""
+    h = sha1_hex
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,13 +107,11 @@ def observation_identifier(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Mapped:
-    item: BundleItem
-    info: DeviceInfo
-    device: DeviceIdentity
-    drafts: list[Draft]
-    effective: Effective
+# Per mapped reading: the item, its device's (info, identity), its drafts, and its effective
+# time and correction (`timing.corrected_time`). Plain tuples: one per reading on the drain path.
+_Mapped = tuple[
+    BundleItem, tuple[DeviceInfo, DeviceIdentity], list[Draft], datetime, timedelta | None
+]
 
 
 def _decode_context(item: BundleItem) -> object | None:
@@ -134,77 +148,69 @@ def _drafts(item: BundleItem) -> tuple[list[Draft], datetime | None]:
     return drafts, Reading.timestamp_of(measurement)
 
 
-def _coincident_key(device: DeviceIdentity, correction: timedelta) -> str:
-    return f"{device.dedup_part}|{int(correction.total_seconds())}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Planned:
-    """One Observation to send: its draft and everything shared it is rendered with."""
-
-    draft: Draft
-    identifier: str
-    effective_at: str
-    device_url: str
-    coincident_url: str | None
-    derived_from: tuple[str, ...]
-
-
-def _plan(
+def _map(
     items: Sequence[BundleItem], ctx: FhirContext, skipped: list[MappingError] | None
-) -> tuple[list[JsonObject | bytes], list[_Planned], str] | None:
-    """What the Bundle holds: the Device and coincident-timestamp entries (dicts, a few per
-    Bundle) and the Observations (rendered straight to JSON, the bulk), in order. None when no
-    reading maps."""
+) -> list[_Mapped]:
+    """The readings that map, in order, with what their Observations are rendered from."""
     mapped: list[_Mapped] = []
     infos: dict[str, tuple[DeviceInfo, DeviceIdentity]] = {}  # per address: looked up once
+    tz = ctx.tz
     for item in items:
+        reading = item.reading
         try:
             drafts, local = _drafts(item)
-            effective = effective_time(item.reading, ctx.tz, local)
+            at, correction = corrected_time(reading, tz, local)
         except MappingError as exc:
             error = exc.for_item(item.id)
             if skipped is None:
                 raise error from None
             skipped.append(error)
             continue
-        address = item.reading.device
+        address = reading.device
         known = infos.get(address)
         if known is None:
             info = ctx.device(address)
             known = infos[address] = (info, phd_identity(info))
-        mapped.append(_Mapped(item, known[0], known[1], drafts, effective))
-    if not mapped:
-        return None
+        mapped.append((item, known, drafts, at, correction))
+    return mapped
 
+
+def _plan(
+    mapped: list[_Mapped], ctx: FhirContext
+) -> tuple[list[bytes], str, dict[str, str], dict[tuple[str, timedelta], str]]:
+    """The Device and coincident-timestamp entries (a few per Bundle), the gateway's fullUrl,
+    and the fullUrls the Observations point at: per device (its dedup part), and per (device,
+    correction)."""
     gateway_url, gateway_json = _gateway_entry(ctx.gateway_id, ctx.gateway_info)
-    entries: list[JsonObject | bytes] = [gateway_json]
+    entries: list[bytes] = [gateway_json]
 
     # PHD devices in order of first appearance, with the kinds of reading they sent.
-    devices: dict[str, tuple[DeviceInfo, DeviceIdentity, set[int]]] = {}
+    devices: dict[str, tuple[DeviceInfo, set[int]]] = {}
     # One coincident timestamp per (device, correction): per connection, as the IG wants; its
     # gateway time is the earliest receive time among those readings (any is a true pair).
-    coincident: dict[str, tuple[DeviceIdentity, timedelta, datetime]] = {}
-    for m in mapped:
-        key = m.device.dedup_part
+    coincident: dict[tuple[str, timedelta], tuple[DeviceIdentity, datetime]] = {}
+    for item, (info, device), _, _, correction in mapped:
+        key = device.dedup_part
         seen_device = devices.get(key)
         if seen_device is None:
-            seen_device = devices[key] = (m.info, m.device, set())
-        seen_device[2].add(m.item.reading.characteristic)
-        if m.effective.correction is not None:
-            ck = _coincident_key(m.device, m.effective.correction)
-            received = m.item.reading.received_at.astimezone(UTC)
-            if ck not in coincident or received < coincident[ck][2]:
-                coincident[ck] = (m.device, m.effective.correction, received)
+            seen_device = devices[key] = (info, set())
+        seen_device[1].add(item.reading.characteristic)
+        if correction is not None:
+            ck = (key, correction)
+            received = item.reading.received_at.astimezone(UTC)
+            earliest = coincident.get(ck)
+            if earliest is None or received < earliest[1]:
+                coincident[ck] = (device, received)
 
     device_urls: dict[str, str] = {}
-    for key, (info, _, kinds) in devices.items():
+    for key, (info, kinds) in devices.items():
         device_urls[key], device_json = _device_entry(info, frozenset(kinds))
         entries.append(device_json)
 
-    coincident_urls: dict[str, str] = {}
-    for ck, (identity, correction, received) in coincident.items():
-        ct_key = f"{ck}|{fhir_datetime(received)}"
+    coincident_urls: dict[tuple[str, timedelta], str] = {}
+    for ck, (identity, received) in coincident.items():
+        key, correction = ck
+        ct_key = f"{key}|{int(correction.total_seconds())}|{fhir_datetime(received)}"
         url = _urn("coincident", ct_key)
         coincident_urls[ck] = url
         resource = _coincident(
@@ -215,40 +221,17 @@ def _plan(
             gateway_url=gateway_url,
         )
         resource["identifier"] = [{"system": codes.URI_SYSTEM, "value": _urn("ct-id", ct_key)}]
-        entries.append(
-            {
-                "fullUrl": url,
-                "resource": resource,
-                "request": {
-                    "method": "POST",
-                    "url": "Observation",
-                    "ifNoneExist": _if_none_exist(codes.URI_SYSTEM, _urn("ct-id", ct_key)),
-                },
-            }
-        )
-
-    planned: list[_Planned] = []
-    seen: set[str] = set()
-    for m in mapped:
-        device_url = device_urls[m.device.dedup_part]
-        ct_url = None
-        if m.effective.correction is not None:
-            ct_url = coincident_urls[_coincident_key(m.device, m.effective.correction)]
-        effective_at = fhir_datetime(m.effective.at)
-        stamp = m.item.phd_timestamp
-        for draft in m.drafts:
-            value = observation_identifier(m.device, ctx, draft.type_code, stamp)
-            if value in seen:
-                continue
-            seen.add(value)
-            derived: tuple[str, ...] = ()
-            if draft.derived_from:
-                derived = tuple(
-                    _urn("observation", observation_identifier(m.device, ctx, t, stamp))
-                    for t in draft.derived_from
-                )
-            planned.append(_Planned(draft, value, effective_at, device_url, ct_url, derived))
-    return entries, planned, gateway_url
+        entry = {
+            "fullUrl": url,
+            "resource": resource,
+            "request": {
+                "method": "POST",
+                "url": "Observation",
+                "ifNoneExist": _if_none_exist(codes.URI_SYSTEM, _urn("ct-id", ct_key)),
+            },
+        }
+        entries.append(bundle_to_json(entry))
+    return entries, gateway_url, device_urls, coincident_urls
 
 
 # A Bundle names the same few Devices again and again: their entries are rendered once.
@@ -282,14 +265,16 @@ def render_bundle(
     body: the elements every Observation shares are rendered once per Bundle, not rebuilt as
     dicts and re-encoded per reading (a Bundle of 30 blood-pressure readings is ~110 KB).
     """
-    plan = _plan(items, ctx, skipped)
-    if plan is None:
+    mapped = _map(items, ctx, skipped)
+    if not mapped:
         return _EMPTY
-    entries, planned, gateway_url = plan
-    parts = [e if isinstance(e, bytes) else bundle_to_json(e) for e in entries]
-    shared = _Shared(ctx, gateway_url)
-    parts.extend(shared.observation(p) for p in planned)
-    return b"".join((_HEAD, b",".join(parts), _TAIL))
+    entries, gateway_url, device_urls, coincident_urls = _plan(mapped, ctx)
+    shared = _shared(ctx.patient_system, ctx.patient_value, gateway_url)
+    # One encode for all the Observations: their text is nearly all of the Bundle.
+    observations = shared.observations(mapped, ctx, device_urls, coincident_urls)
+    if observations:
+        entries.append(observations.encode())
+    return b"".join((_HEAD, b",".join(entries), _TAIL))
 
 
 def build_bundle(
@@ -309,84 +294,130 @@ _HEAD: Final = b'{"resourceType":"Bundle","type":"transaction","entry":['
 _TAIL: Final = b"]}"
 
 
-class _Shared:
-    """The JSON text every Observation of one Bundle shares, rendered once."""
+# Each series' templates are kept across Bundles; past this many (a registry of many devices,
+# or many clock corrections, each with its own coincident url) they are dropped and rebuilt.
+_MAX_TEMPLATES: Final = 1024
 
-    def __init__(self, ctx: FhirContext, gateway_url: str) -> None:
+
+@functools.lru_cache(maxsize=16)
+def _shared(patient_system: str, patient_value: str, gateway_url: str) -> _Shared:
+    return _Shared(patient_system, patient_value, gateway_url)
+
+
+class _Shared:
+    """The JSON text the Observations of one patient and gateway share, rendered once, and per
+    Observation series (device, type, profile, coincident timestamp) the text around the few
+    parts that change from one Observation to the next: the fullUrl, the identifier's
+    timestamp, the effectiveDateTime and the body."""
+
+    def __init__(self, patient_system: str, patient_value: str, gateway_url: str) -> None:
         gateway_ext = _reference_extension(codes.GATEWAY_DEVICE_EXTENSION, gateway_url)
         self._extension = _json(gateway_ext)
         self._coincident_ext = _json(
             {"url": codes.COINCIDENT_TIMESTAMP_EXTENSION, "valueReference": {"reference": ""}}
         )[:-4]  # ends `"reference":""}}`: the url goes between the quotes
         self._category = {v: _json(_categories(v)) for v in (False, True)}
-        self._subject = _json(_subject(ctx))
+        self._subject = _json(_subject(patient_system, patient_value))
         phd_system = json_string(codes.PHD_IDENTIFIER_SYSTEM)
         self._identifier_head = '"identifier":[{"system":' + phd_system
-        self._profiles: dict[str, str] = {}
-        # Per identifier series (device, patient, type: all but the timestamp), the JSON of the
-        # identifier value and of its ifNoneExist up to the timestamp, which is digits (a
-        # number of seconds) and so the same in JSON and in a URL.
-        self._series: dict[str, tuple[str, str]] = {}
+        self._templates: dict[_TemplateKey, _Template] = {}
 
-    def _identifier_json(self, identifier: str) -> tuple[str, str]:
-        """(JSON of the identifier value, JSON of its ifNoneExist)."""
-        head, dash, stamp = identifier.rpartition("-")
-        if not stamp.isdigit():
-            return json_string(identifier), json_string(
-                _if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, identifier)
-            )
-        key = head + dash
-        series = self._series.get(key)
-        if series is None:
-            condition = json_string(_if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, key + "0"))
-            series = self._series[key] = (json_string(key)[:-1], condition[:-2])
-        return f'{series[0]}{stamp}"', f'{series[1]}{stamp}"'
-
-    def _profile(self, profile: str) -> str:
-        text = self._profiles.get(profile)
-        if text is None:
-            text = self._profiles[profile] = (
-                '"resourceType":"Observation","meta":{"profile":[' + json_string(profile) + "]}"
-            )
-        return text
-
-    def observation(self, p: _Planned) -> bytes:
-        identifier, condition = self._identifier_json(p.identifier)
+    def _template(
+        self,
+        ctx: FhirContext,
+        device: DeviceIdentity,
+        device_url: str,
+        draft: Draft,
+        coincident_url: str | None,
+    ) -> _Template:
+        # The identifier is this prefix and the timestamp. A timestamp of digits (a number of
+        # seconds: nearly always) is the same text in JSON and in a URL, so the JSON of the
+        # identifier value and of its ifNoneExist are written up to it once; and the UUIDv5
+        # name's SHA-1 is taken up to it once, then copied and finished per Observation.
+        prefix = observation_identifier(device, ctx, draft.type_code, "")
+        state = hashlib.sha1(_OBSERVATION_NAME + prefix.encode(), usedforsecurity=False)
+        condition = json_string(_if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, prefix + "0"))
         extension = self._extension
-        if p.coincident_url is not None:
-            extension += "," + self._coincident_ext + json_string(p.coincident_url) + "}}"
-        parts = [
-            '{"fullUrl":"',
-            _urn("observation", p.identifier),
-            '","resource":{',
-            self._profile(p.draft.profile),
-            ',"extension":[',
-            extension,
-            "],",
-            self._identifier_head,
-            ',"value":',
-            identifier,
-            '}],"status":"final","category":',
-            self._category[p.draft.vital_sign],
-            ',"subject":',
-            self._subject,
-            ',"effectiveDateTime":"',
-            p.effective_at,
-            '","device":{"reference":"',
-            p.device_url,
-            '"}',
-        ]
-        if p.draft.body:
-            parts += (",", p.draft.body)
-        if p.derived_from:
-            refs = ",".join('{"reference":"' + url + '"}' for url in p.derived_from)
-            parts += (',"derivedFrom":[', refs, "]")
-        parts += (
-            '},"request":{"method":"POST","url":"Observation","ifNoneExist":',
-            condition,
-            "}}",
+        if coincident_url is not None:
+            extension += "," + self._coincident_ext + json_string(coincident_url) + "}}"
+        head = (
+            '","resource":{"resourceType":"Observation","meta":{"profile":['
+            + json_string(draft.profile)
+            + ']},"extension":['
+            + extension
+            + "],"
+            + self._identifier_head
+            + ',"value":'
         )
-        return "".join(parts).encode("utf-8")
+        mid = (
+            '}],"status":"final","category":'
+            + self._category[draft.vital_sign]
+            + ',"subject":'
+            + self._subject
+            + ',"effectiveDateTime":"'
+        )
+        dev = '","device":{"reference":"' + device_url + '"}'
+        tail = '},"request":{"method":"POST","url":"Observation","ifNoneExist":'
+        return prefix, state, head, json_string(prefix)[:-1], mid, dev, tail, condition[:-2]
+
+    def observations(
+        self,
+        mapped: list[_Mapped],
+        ctx: FhirContext,
+        device_urls: dict[str, str],
+        coincident_urls: dict[tuple[str, timedelta], str],
+    ) -> str:
+        """The Observation entries of `mapped`, comma-separated, in order; an identifier
+        already written is left out."""
+        templates = self._templates
+        if len(templates) > _MAX_TEMPLATES:
+            templates.clear()
+        out: list[str] = []
+        seen: set[str] = set()
+        for item, (_, device), drafts, at, correction in mapped:
+            dedup = device.dedup_part
+            device_url = device_urls[dedup]
+            ct_url = None if correction is None else coincident_urls[dedup, correction]
+            effective_at = fhir_datetime(at)
+            stamp = item.phd_timestamp
+            digits = stamp.isdigit()
+            for draft in drafts:
+                key = (device_url, dedup, draft.type_code, draft.profile, draft.vital_sign, ct_url)
+                template = templates.get(key)
+                if template is None:
+                    template = templates[key] = self._template(
+                        ctx, device, device_url, draft, ct_url
+                    )
+                prefix, state, head, value_head, mid, dev, tail, condition_head = template
+                identifier = prefix + stamp
+                if identifier in seen:
+                    continue
+                seen.add(identifier)
+                body = draft.body
+                rest = "," + body if body else ""
+                if draft.derived_from:
+                    refs = ",".join(
+                        '{"reference":"'
+                        + _urn("observation", observation_identifier(device, ctx, t, stamp))
+                        + '"}'
+                        for t in draft.derived_from
+                    )
+                    rest += ',"derivedFrom":[' + refs + "]"
+                if digits:
+                    sha = state.copy()
+                    sha.update(stamp.encode())
+                    out.append(
+                        f'{{"fullUrl":"{_uuid_urn(sha.hexdigest())}{head}{value_head}{stamp}"'
+                        f'{mid}{effective_at}{dev}{rest}{tail}{condition_head}{stamp}"}}}}'
+                    )
+                else:
+                    condition = _if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, identifier)
+                    out.append(
+                        f'{{"fullUrl":"{_urn("observation", identifier)}{head}'
+                        f"{json_string(identifier)}{mid}{effective_at}{dev}{rest}{tail}"
+                        f"{json_string(condition)}}}}}"
+                    )
+        return ",".join(out)
 
 
 def _json(value: object) -> str:
@@ -414,9 +445,9 @@ def _categories(vital_sign: bool) -> list[JsonObject]:
     return out
 
 
-def _subject(ctx: FhirContext) -> JsonObject:
+def _subject(patient_system: str, patient_value: str) -> JsonObject:
     # A logical reference: the box never creates or looks up Patient resources.
-    return {"identifier": {"system": ctx.patient_system, "value": ctx.patient_value}}
+    return {"identifier": {"system": patient_system, "value": patient_value}}
 
 
 def _reference_extension(url: str, target: str) -> JsonObject:

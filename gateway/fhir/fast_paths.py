@@ -34,9 +34,10 @@ _HAS_PULSE: Final = 0x04
 _HAS_STATUS: Final = 0x10
 
 _PULSE_HEAD: Final = '"code":' + coded_text(codes.PULSE_RATE) + ","
+_PANEL_MDC: Final = codes.BP_PANEL.mdc
+(_, _SYSTOLIC_HEAD), (_, _DIASTOLIC_HEAD), (_, _MEAN_HEAD) = BP_COMPONENT_HEADS
 
 
-@functools.lru_cache(maxsize=4096)
 def _quantity(word: int, unit: codes.Unit) -> str | None:
     """The valueQuantity text of an SFLOAT word, or None for a special value."""
     value = decode_sfloat(word)
@@ -45,34 +46,63 @@ def _quantity(word: int, unit: codes.Unit) -> str | None:
     return quantity_or_absent_text(value, unit)
 
 
-def _word(value: bytes, at: int) -> int:
-    return value[at] | value[at + 1] << 8
+# Keyed by the bare word (an int hashes in C; a `Unit` key would call the dataclass __hash__
+# per value): a cuff's few hundred pressures and pulses are rendered once each.
+@functools.lru_cache(maxsize=4096)
+def _systolic(word: int) -> str | None:
+    quantity = _quantity(word, codes.MM_HG)
+    return None if quantity is None else _SYSTOLIC_HEAD + quantity + "}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _diastolic(word: int) -> str | None:
+    quantity = _quantity(word, codes.MM_HG)
+    return None if quantity is None else _DIASTOLIC_HEAD + quantity + "}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _mean(word: int) -> str | None:
+    quantity = _quantity(word, codes.MM_HG)
+    return None if quantity is None else _MEAN_HEAD + quantity + "}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _pulse(word: int) -> Draft | None:
+    """The pulse-rate draft of an SFLOAT word: immutable, so one instance serves every
+    reading with that pulse."""
+    quantity = _quantity(word, codes.PER_MINUTE)
+    if quantity is None:
+        return None
+    pulse = codes.PULSE_RATE
+    return Draft(pulse.mdc, codes.PROFILE_NUMERIC, pulse.vital_sign, _PULSE_HEAD + quantity)
 
 
 def blood_pressure(value: bytes) -> tuple[list[Draft], datetime | None] | None:
     """(drafts, device time) of a 0x2A35 value in its common shape, or None (see the module
     docstring)."""
-    if not value or value[0] & (_UNIT_KPA | _HAS_STATUS):
+    if not value:
+        return None
+    flags = value[0]
+    if flags & (_UNIT_KPA | _HAS_STATUS):
         return None
     certain, stamp = peek_timestamp(value)  # the length and the date, as the decoder checks
     if not certain:
         return None
-    components = []
-    for i, (_, head) in enumerate(BP_COMPONENT_HEADS):
-        quantity = _quantity(_word(value, 1 + 2 * i), codes.MM_HG)
-        if quantity is None:
-            return None
-        components.append(head + quantity + "}")
-    panel = codes.BP_PANEL
-    drafts = [
-        Draft(panel.mdc, codes.PROFILE_COMPOUND, True, BP_PANEL_HEAD + ",".join(components) + "]")
-    ]
-    if value[0] & _HAS_PULSE:
-        quantity = _quantity(_word(value, 14 if value[0] & _HAS_TIME else 7), codes.PER_MINUTE)
-        if quantity is None:
-            return None
-        pulse = codes.PULSE_RATE
-        drafts.append(
-            Draft(pulse.mdc, codes.PROFILE_NUMERIC, pulse.vital_sign, _PULSE_HEAD + quantity)
-        )
-    return drafts, stamp
+    systolic = _systolic(value[1] | value[2] << 8)
+    diastolic = _diastolic(value[3] | value[4] << 8)
+    mean = _mean(value[5] | value[6] << 8)
+    if systolic is None or diastolic is None or mean is None:
+        return None
+    panel = Draft(
+        _PANEL_MDC,
+        codes.PROFILE_COMPOUND,
+        True,
+        f"{BP_PANEL_HEAD}{systolic},{diastolic},{mean}]",
+    )
+    if not flags & _HAS_PULSE:
+        return [panel], stamp
+    at = 14 if flags & _HAS_TIME else 7
+    pulse = _pulse(value[at] | value[at + 1] << 8)
+    if pulse is None:
+        return None
+    return [panel, pulse], stamp
