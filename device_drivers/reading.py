@@ -144,11 +144,17 @@ def _described(device: str, characteristic: int) -> str:
 
 
 def _device_timestamp(m: Codec | None) -> datetime | None:
-    """The device time a decoded measurement carries (see `Reading.device_timestamp`)."""
+    """The device time a decoded measurement carries (see `Reading.device_timestamp`); None
+    when base time plus offset falls outside year 1-9999 (a meter clock near 9999-12-31): a
+    time no datetime can hold is no device time, so the receive time stands in for it, as for
+    a reading without one, rather than the reading being refused."""
     stamp = getattr(m, "timestamp", None) or getattr(m, "base_time", None)
     if not isinstance(stamp, datetime):
         return None
     offset = getattr(m, "time_offset", None)
     if isinstance(offset, int):
-        stamp += timedelta(minutes=offset)
+        try:
+            stamp += timedelta(minutes=offset)
+        except OverflowError:
+            return None
     return stamp

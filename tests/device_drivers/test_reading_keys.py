@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from device_drivers.reading import Reading
+from device_drivers.reading import PHD_EPOCH, Reading
 
 RECEIVED = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -82,3 +82,17 @@ def test_identity_never_changes_from_one_version_to_the_next(
     assert r.capture_keys() == (identity, phd)
     digest, seconds = r.capture_key_values()
     assert (digest.hex(), str(seconds)) == (identity, phd)
+
+
+def test_a_device_time_past_year_9999_gives_way_to_the_receive_time() -> None:
+    """A meter clock at 9999-12-31T23:59 with a +60 min time offset: no datetime holds that
+    time, so the reading counts as one without a device time instead of failing capture."""
+    value = bytes.fromhex("030100" + "0f270c1f173b00" + "3c00" + "5fb011")
+    r = Reading("C0:11:22:33:44:55", 0x2A18, value, RECEIVED, True)
+    assert r.measurement().base_time == datetime(9999, 12, 31, 23, 59)  # type: ignore[attr-defined]
+    assert r.device_timestamp() is None
+    assert r.sequence_number() == 1
+    assert r.phd_timestamp_part() == str(
+        int((RECEIVED.replace(tzinfo=None) - PHD_EPOCH).total_seconds())
+    )
+    assert r.capture_keys() == (r.identity(), r.phd_timestamp_part())

@@ -166,3 +166,10 @@ def test_time_offset_is_part_of_the_device_time(ctx: FhirContext) -> None:
     # 07:15 + 90 min, Paris in winter (UTC+1): 07:45 UTC.
     obs = by_mdc(one(glucose(time_offset=90), ctx), 160184)
     assert obs["effectiveDateTime"] == "2026-03-09T07:45:00+00:00"
+
+
+def test_a_device_time_past_year_9999_maps_on_the_receive_time(ctx: FhirContext) -> None:
+    # a meter clock at 9999-12-31T23:59 plus 60 min: no such time, the receive time stands in
+    late = glucose(base_time=datetime(9999, 12, 31, 23, 59), time_offset=60)
+    obs = by_mdc(one(late, ctx), 160184)
+    assert obs["effectiveDateTime"] == "2026-03-10T09:00:30+00:00"  # conftest.RECEIVED

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from device_drivers.errors import MalformedValue
 from device_drivers.reading import Reading
 from gateway.fhir import DeviceInfo, FhirContext, GatewayInfo, MappingError
 from gateway.fhir.bundle import render_bundle
@@ -303,12 +304,29 @@ def corpus(bundles: int = BUNDLES, seed: int = SEED) -> Iterator[tuple[list[Item
                 items.append(r.choice(items))
                 continue
             reading = _reading(gen, r.choice(devices), extreme)
-            try:
-                stamp = reading.phd_timestamp_part()
-            except OverflowError:  # a glucose time offset past year 9999: never stored
+            if _past_9999(reading):  # could not be captured when the sums were pinned
                 continue
+            stamp = reading.phd_timestamp_part()
             items.append(Item(f"{n}-{i}" if r.random() < 0.9 else "ü\"'{", reading, stamp))
         yield items, ctx
+
+
+def _past_9999(reading: Reading) -> bool:
+    """A glucose base time that its time offset carries past year 9999. Such a reading failed
+    capture at 98e9d32; it is now captured and mapped on its receive time, but it stays out of
+    the corpus so that the corpus, and with it the pinned sums, is what it was."""
+    try:
+        m = reading.measurement()
+    except MalformedValue:
+        return False
+    base, offset = getattr(m, "base_time", None), getattr(m, "time_offset", None)
+    if not isinstance(base, datetime) or not isinstance(offset, int):
+        return False
+    try:
+        base + timedelta(minutes=offset)
+    except OverflowError:
+        return True
+    return False
 
 
 def _skips(skipped: list[MappingError]) -> list[tuple[str, str | None, str]]:
