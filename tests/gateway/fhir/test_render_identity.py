@@ -27,7 +27,6 @@ import pickle
 import random
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,6 +37,7 @@ from gateway.fhir import DeviceInfo, FhirContext, GatewayInfo, MappingError
 from gateway.fhir.bundle import render_bundle
 from gateway.fhir.mes import render_mes
 from gateway.render_pool import render_here
+from tests.gateway.fhir.conftest import Item
 
 SEED = 20261128
 BUNDLES = 3000
@@ -67,13 +67,6 @@ FIXED_ZONES: tuple[tzinfo, ...] = (
     timezone(timedelta(hours=-9, minutes=-30)),
     timezone(timedelta(hours=14)),
 )
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    reading: Reading
-    phd_timestamp: str
 
 
 def _contexts() -> list[FhirContext]:
