@@ -120,8 +120,13 @@ def _start(config: Path) -> subprocess.Popen[bytes]:
 
 
 def _delivered(sub: Subscriber) -> set[str]:
+    return _identifiers_since(sub, 0)
+
+
+def _identifiers_since(sub: Subscriber, first_message: int) -> set[str]:
+    """The readings' identifiers in the observations received from message `first_message` on."""
     ids: set[str] = set()
-    for msg in sub.on("observations"):
+    for msg in sub.on("observations")[first_message:]:
         ids.update(primary_identifiers(json.loads(msg.payload)))
     return ids
 
@@ -188,13 +193,6 @@ def test_sigkill_during_bulk_transfer_loses_nothing(
     assert code == 0, out
     delivered = _delivered(subscriber)
     assert len(delivered) == expected
-
-
-def _identifiers_since(sub: Subscriber, first_message: int) -> set[str]:
-    ids: set[str] = set()
-    for msg in sub.on("observations")[first_message:]:
-        ids.update(primary_identifiers(json.loads(msg.payload)))
-    return ids
 
 
 @pytest.mark.chaos
