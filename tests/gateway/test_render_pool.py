@@ -3,6 +3,7 @@ worker replaced without losing the call, and no worker outliving a SIGKILLed gat
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -40,7 +41,7 @@ def _bp(n: int) -> Item:
 
 @pytest.fixture
 def pool() -> Iterator[RenderPool]:
-    p = RenderPool(workers=1)
+    p = RenderPool(workers=1, respawn_after_s=0.0)
     try:
         yield p
     finally:
@@ -79,15 +80,77 @@ async def test_a_killed_worker_is_replaced_and_the_call_still_answers(
 ) -> None:
     items = [_bp(n) for n in range(3)]
     first, _ = await pool.render(items, ctx)
-    (worker,) = pool._pool()._processes.values()
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.join(EXIT_WAIT_S)
-    again, _ = await pool.render(items, ctx)  # rendered here: the pool broke under it
+    (worker,) = pool.worker_pids()
+    os.kill(worker, signal.SIGKILL)
+    _wait_gone(worker)
+    again, _ = await pool.render(items, ctx)  # rendered here: the worker broke under it
     assert again == first
+    assert pool.worker_pids() == []
     third, _ = await pool.render(items, ctx)  # and a fresh worker serves the next call
     assert third == first
-    (fresh,) = pool._pool()._processes.values()
-    assert fresh.pid != worker.pid
+    (fresh,) = pool.worker_pids()
+    assert fresh != worker
+
+
+async def test_a_worker_killed_mid_render_fails_over_to_rendering_here(ctx: FhirContext) -> None:
+    pool = RenderPool(workers=1, respawn_after_s=60.0)
+    try:
+        items = [_bp(n) for n in range(60)]
+        expected, _ = render_here(items, ctx)
+        await pool.render(items[:1], ctx)  # the worker is up
+        (worker,) = pool.worker_pids()
+        calls = [asyncio.ensure_future(pool.render(items, ctx)) for _ in range(4)]
+        await asyncio.sleep(0)  # the requests are out
+        os.kill(worker, signal.SIGKILL)
+        assert [p for p, _ in await asyncio.gather(*calls)] == [expected] * 4
+        # resting after the failure: rendered here, no new process per payload
+        assert (await pool.render(items, ctx))[0] == expected
+        assert pool.worker_pids() == []
+    finally:
+        pool.close()
+
+
+async def test_a_stuck_worker_is_killed_and_the_call_rendered_here(ctx: FhirContext) -> None:
+    pool = RenderPool(workers=1, timeout_s=0.5, respawn_after_s=0.0)
+    try:
+        items = [_bp(n) for n in range(3)]
+        expected, _ = render_here(items, ctx)
+        await pool.render(items, ctx)
+        (worker,) = pool.worker_pids()
+        os.kill(worker, signal.SIGSTOP)  # alive, never answers
+        assert (await pool.render(items, ctx))[0] == expected
+        _wait_gone(worker)  # killed, not left stopped
+        assert (await pool.render(items, ctx))[0] == expected
+        (fresh,) = pool.worker_pids()
+        assert fresh != worker
+    finally:
+        pool.close()
+
+
+async def test_answers_go_to_their_own_calls(pool: RenderPool, ctx: FhirContext) -> None:
+    batches = [[_bp(n) for n in range(k, k + 1 + k % 5)] for k in range(0, 40, 3)]
+    results = await asyncio.gather(*(pool.render(b, ctx) for b in batches))
+    assert [p for p, _ in results] == [render_here(b, ctx)[0] for b in batches]
+    assert len(set(pool.worker_pids())) == 1  # one worker answered them all, in order
+
+
+async def test_an_unexpected_error_in_the_worker_is_raised_to_the_caller(
+    pool: RenderPool, ctx: FhirContext
+) -> None:
+    broken = make_context(devices=None)  # a bug's shape: not a MappingError
+    items = [_bp(1)]
+    with pytest.raises(AttributeError):
+        render_here(items, broken)
+    with pytest.raises(AttributeError):
+        await pool.render(items, broken)
+    assert (await pool.render(items, ctx))[0] == render_here(items, ctx)[0]  # still serving
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -111,8 +174,8 @@ def test_no_worker_outlives_a_sigkilled_gateway(tmp_path: Path) -> None:
         async def main():
             pool = RenderPool(workers=1)
             await pool.render([_bp(1)], make_context())
-            (worker,) = pool._pool()._processes.values()
-            print(worker.pid, flush=True)
+            (worker,) = pool.worker_pids()
+            print(worker, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
         asyncio.run(main())
@@ -160,5 +223,5 @@ async def test_no_worker_renders_in_place(ctx: FhirContext) -> None:
     pool = RenderPool(workers=0)
     items = [_bp(n) for n in range(3)]
     assert await pool.render(items, ctx) == render_here(items, ctx)
-    assert pool._executor is None  # no process was started
+    assert pool.worker_pids() == []  # no process was started
     pool.close()
