@@ -5,10 +5,12 @@ How paho meets asyncio (the aiomqtt pattern, no paho thread):
   so paho never resends anything behind the store's back) and runs paho's blocking
   `connect()` (TCP connect + TLS handshake + CONNECT written) in a worker thread, bounded by
   `CONNECT_TIMEOUT_S`.
-- Back on the loop, the socket is registered with `loop.add_reader`; paho's
-  `on_socket_register_write`/`unregister_write` callbacks add and remove a writer, so a
-  publish is written when the socket is writable, never with a blocking send; a timer calls
-  `loop_misc()` for keepalive. Everything after the handshake runs on the event loop thread,
+- Back on the loop, the socket is registered with `loop.add_reader`. When paho has bytes to
+  send (`on_socket_register_write`) they are written from the loop soon after (`call_soon`:
+  the publishes of one loop turn go out together), and only what the socket would not take
+  waits for a writer (`add_writer`, removed once paho has written all): no blocking send,
+  and no writer registered and removed again for each message. A timer calls `loop_misc()`
+  for keepalive. Everything after the handshake runs on the event loop thread,
   so callbacks resolve futures directly (no locks, no thread hops per PUBACK).
 - A QoS 1 publish returns a future that completes on that packet's PUBACK (paho's
   `on_publish`), fails with `PublishRejected` on an MQTT 5 failure reason, and fails with
@@ -268,6 +270,8 @@ class MqttConnection:
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._fd = -1
+        self._write_soon = False  # a write is scheduled on the loop
+        self._writing = False  # a writer waits for the socket to take the rest
         self._sock: socket.socket | None = None
         self._misc: asyncio.TimerHandle | None = None
         self._connack: asyncio.Future[None] = self._loop.create_future()
@@ -399,12 +403,24 @@ class MqttConnection:
     def _on_writable(self) -> None:
         self._client.loop_write()
 
-    def _on_register_write(self, _c: paho.Client, _u: object, _s: object) -> None:
-        if self._fd >= 0:
+    def _write_now(self) -> None:
+        self._write_soon = False
+        if self._fd < 0:
+            return
+        self._client.loop_write()
+        # what the socket did not take waits for it to be writable again
+        if self._fd >= 0 and not self._writing and self._client.want_write():
+            self._writing = True
             self._loop.add_writer(self._fd, self._on_writable)
 
+    def _on_register_write(self, _c: paho.Client, _u: object, _s: object) -> None:
+        if self._fd >= 0 and not self._write_soon and not self._writing:
+            self._write_soon = True
+            self._loop.call_soon(self._write_now)
+
     def _on_unregister_write(self, _c: paho.Client, _u: object, _s: object) -> None:
-        if self._fd >= 0:
+        if self._fd >= 0 and self._writing:
+            self._writing = False
             self._loop.remove_writer(self._fd)
 
     def _on_socket_close(self, _c: paho.Client, _u: object, _s: object) -> None:
@@ -415,6 +431,7 @@ class MqttConnection:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
             self._fd = -1
+            self._writing = False
         if self._misc is not None:
             self._misc.cancel()
             self._misc = None
