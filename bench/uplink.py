@@ -9,7 +9,13 @@ Figures (last line, one JSON object):
 - commit_to_puback_p50_ms / _p99_ms: a reading committed while the uplink is online and idle
   -> its PUBACK;
 - drain_cpu_us_per_reading: the gateway process's CPU (all threads) during the drain, per
-  reading; render_cpu_us_per_reading: the part of it rendering the same Bundles alone takes.
+  reading; render_cpu_us_per_reading: the part of it rendering the same Bundles alone takes;
+  broker_cpu_us_per_reading: mosquitto's CPU during the drain; machine_busy_pct: the share of
+  all the machine's cores busy during the drain (/proc/stat), and cores;
+- raw_same_bundles_cpu_us_per_reading: raw paho's process CPU (all threads) replaying the
+  Bundles, and broker_cpu_same_bundles_us_per_reading: mosquitto's meanwhile;
+- cpu_ceiling_per_s: cores / (drain CPU + broker CPU per reading), the drain rate no
+  scheduling could beat on this machine with this much work per reading.
 
 What drains is the gateway's own path: readings committed in the real encrypted store
 (`gateway.store`), leased, rendered to FHIR transaction Bundles by `gateway.fhir` in the
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import ssl
 import statistics
@@ -64,8 +71,29 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def raw_publish(broker: LocalBroker, pki_dir: Path, payloads: list[bytes], ca: Path) -> float:
-    """Seconds for raw paho to publish `payloads` at QoS 1 and receive every PUBACK."""
+def _process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` (/proc; 0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def raw_publish(
+    broker: LocalBroker, pki_dir: Path, payloads: list[bytes], ca: Path
+) -> tuple[float, float, float]:
+    """(seconds, this process's CPU seconds, the broker's CPU seconds) for raw paho to
+    publish `payloads` at QoS 1 and receive every PUBACK."""
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.load_cert_chain(str(pki_dir / "raw.pem"), str(pki_dir / "raw.key"))
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="raw", protocol=paho.MQTTv5)
@@ -87,15 +115,17 @@ def raw_publish(broker: LocalBroker, pki_dir: Path, payloads: list[bytes], ca: P
     client.connect("localhost", broker.tls_port, keepalive=60)
     client.loop_start()
     connected.wait(10)
+    cpu0, broker0 = _cpu_s(), _process_cpu_s(broker.pid)
     start = time.perf_counter()
     for p in payloads:
         client.publish("bench/raw/observations", p, qos=1)
     if not done.wait(TIMEOUT_S):
         raise RuntimeError("raw publish did not complete")
     elapsed = time.perf_counter() - start
+    cpu, broker_cpu = _cpu_s() - cpu0, _process_cpu_s(broker.pid) - broker0
     client.disconnect()
     client.loop_stop()
-    return elapsed
+    return elapsed, cpu, broker_cpu
 
 
 def bp_reading(n: int) -> Reading:
@@ -158,7 +188,11 @@ async def main() -> dict[str, object]:
             gateway_id="cbx-bench",
         )
         uplink = Uplink(settings, store, mapper, version=__version__, on_delivered=on_delivered)
-        cpu_start = _cpu_s()
+        cpu_start, broker_start, ticks_start = (
+            _cpu_s(),
+            _process_cpu_s(broker.pid),
+            _machine_ticks(),
+        )
         start = time.perf_counter()
         task = asyncio.create_task(uplink.run())
         async with asyncio.timeout(TIMEOUT_S):
@@ -168,6 +202,9 @@ async def main() -> dict[str, object]:
                 await asyncio.sleep(0.001)
         drain_s = time.perf_counter() - start
         drain_cpu_s = _cpu_s() - cpu_start
+        broker_cpu_s = _process_cpu_s(broker.pid) - broker_start
+        ticks_end = _machine_ticks()
+        busy_pct = 100 * (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
         recording = False
         # Where the drain's CPU goes: the same Bundles rendered again, alone.
         t0 = time.process_time()
@@ -194,12 +231,14 @@ async def main() -> dict[str, object]:
         drain_payloads = [p for _, p in sent]
         bytes_per_reading = round(sum(len(p) for p in drain_payloads) / drain_readings)
         per_message = [b"x" * bytes_per_reading] * N_RAW_PER_MESSAGE
-        raw_pm_s = await asyncio.to_thread(
+        raw_pm_s, _, _ = await asyncio.to_thread(
             raw_publish, broker, pki.directory, per_message, pki.ca.cert_path
         )
-        raw_b_s = await asyncio.to_thread(
+        raw_b_s, raw_b_cpu_s, raw_b_broker_s = await asyncio.to_thread(
             raw_publish, broker, pki.directory, drain_payloads, pki.ca.cert_path
         )
+        cores = os.cpu_count() or 1
+        pipeline_cpu_us = (drain_cpu_s + broker_cpu_s) / N_DRAIN * 1e6
         drain_per_s = N_DRAIN / drain_s
         raw_per_message_per_s = N_RAW_PER_MESSAGE / raw_pm_s
         raw_same_bundles_per_s = drain_readings / raw_b_s
@@ -224,6 +263,14 @@ async def main() -> dict[str, object]:
             # own CPU is not in it), and the part of it rendering alone takes
             "drain_cpu_us_per_reading": round(drain_cpu_s / N_DRAIN * 1e6, 1),
             "render_cpu_us_per_reading": round(render_cpu_s / drain_readings * 1e6, 1),
+            "broker_cpu_us_per_reading": round(broker_cpu_s / N_DRAIN * 1e6, 1),
+            "machine_busy_pct": round(busy_pct, 1),
+            "cores": cores,
+            "cpu_ceiling_per_s": round(cores * 1e6 / pipeline_cpu_us),
+            "raw_same_bundles_cpu_us_per_reading": round(raw_b_cpu_s / drain_readings * 1e6, 1),
+            "broker_cpu_same_bundles_us_per_reading": round(
+                raw_b_broker_s / drain_readings * 1e6, 1
+            ),
             "latency_samples": len(lat_ms),
         }
     finally:

@@ -96,6 +96,11 @@ class LocalBroker:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (the benches read its CPU time)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def log_path(self) -> Path:
         return self.directory / "mosquitto.log"
 
