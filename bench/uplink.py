@@ -1,6 +1,8 @@
 """Bench: drain 100,000 waiting readings to a local mosquitto over mutual TLS, against raw
 paho-mqtt on the same broker in the same run.
 
+    .venv/bin/python bench/uplink.py [--workers N]
+
 Figures (last line, one JSON object):
 - drain_per_s: readings leased, mapped, published, PUBACKed and acked per second;
 - raw_per_message_per_s: raw paho (its own network thread), one QoS 1 message per reading of
@@ -24,6 +26,7 @@ service's rendering worker (`gateway.render_pool`), published, PUBACKed and acke
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -139,14 +142,14 @@ def bp_reading(n: int) -> Reading:
     return Reading(CUFF, 0x2A35, value, RECEIVED, clock_trusted=True)
 
 
-async def main() -> dict[str, object]:
+async def main(workers: int | None = None) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="carebox-bench-"))
     pki = make_dev_pki(tmp / "pki", gateway_id="cbx-bench")
     pki.client_for("raw")
     broker = LocalBroker(pki, tmp / "broker")
     broker.start()
     store = await Store.open(tmp / "state", min_free_mb=0)
-    renderer = RenderPool()
+    renderer = RenderPool(workers)
     try:
         for start_n in range(0, N_DRAIN, ADD_BATCH):
             await store.add([bp_reading(n) for n in range(start_n, start_n + ADD_BATCH)])
@@ -280,5 +283,12 @@ async def main() -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    result = asyncio.run(main())
+    parser = argparse.ArgumentParser(description="The uplink drain against raw paho-mqtt.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="rendering worker processes (default: the gateway's own choice for this machine)",
+    )
+    result = asyncio.run(main(parser.parse_args().workers))
     print(json.dumps(result))
