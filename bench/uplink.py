@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import ssl
 import statistics
 import sys
@@ -144,6 +145,13 @@ def bp_reading(n: int) -> Reading:
 
 async def main(workers: int | None = None) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="carebox-bench-"))
+    try:
+        return await _bench(tmp, workers)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the store, the broker's files, the PKI
+
+
+async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
     pki = make_dev_pki(tmp / "pki", gateway_id="cbx-bench")
     pki.client_for("raw")
     broker = LocalBroker(pki, tmp / "broker")
