@@ -92,12 +92,17 @@ _TOPIC_SEGMENT = re.compile(r"[^/+#\x00]+")
 _APP_ID_LABEL: Final = b"carebox gateway id v1"
 
 
+# France's national health identifier (INS, NIR-based): the box's first destination is the
+# patient's national record; a provider elsewhere writes its own system with the value.
+INS_NIR_SYSTEM: Final = "urn:oid:1.2.250.1.213.1.4.8"
+
+
 @dataclass(frozen=True, slots=True)
 class PatientConfig:
     """Whom the readings are about (FHIR `subject` identifier), written by provisioning."""
 
     value: str
-    system: str | None = None
+    system: str = INS_NIR_SYSTEM
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +405,10 @@ class _Parser:
             if system is None:
                 return None
             raise self.fail("[patient] value is missing (system is set); `carebox provision init`")
+        if system is None:
+            return PatientConfig(value=value)
+        if not system.strip():
+            raise self.fail("[patient] system is empty: leave it out for the default or set one")
         return PatientConfig(value=value, system=system)
 
     def ble(self, table: _Table | None) -> BleConfig:

@@ -74,6 +74,27 @@ class PatientNotProvisioned(GatewayError):
     """No `[patient]` in the config: readings wait until `carebox provision init` writes it."""
 
 
+# The events topic's word on the clock (DESIGN: "clock not trusted"): the same kind the uplink
+# records when a certificate looks invalid only because the clock is wrong (its EventKind.CLOCK,
+# not imported here: `carebox status` imports this module and must not load paho).
+CLOCK_NOT_TRUSTED: Final = "clock.not_synchronized"
+CLOCK_TRUSTED: Final = "clock.synchronized"
+
+
+def _process_identity(pid: int) -> tuple[str, int] | None:
+    """(boot id, start time in clock ticks since boot) of process `pid`, None if it is gone:
+    a pid alone may name another process after a crash, the pair never does."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # exited, not yet reaped
+        return None
+    return boot, int(fields[19])  # field 22 of proc(5), counted from field 3
+
+
 def runtime_dir(config: Config) -> Path:
     """Where the service's runtime status lives: systemd's RuntimeDirectory (tmpfs) when run as
     the unit, else beside the state (developer and demo runs)."""
@@ -220,6 +241,8 @@ class Service:
             await self._run_parts()
         finally:
             self._renderer.close()
+            with contextlib.suppress(OSError):
+                (runtime_dir(config) / "status.json").unlink()  # stopped: nothing to report
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_S):
                     await store.close()
@@ -232,6 +255,7 @@ class Service:
             up_task = tg.create_task(self._supervise("uplink", uplink.run), name="carebox.uplink")
             side = [
                 tg.create_task(self._status_loop(), name="carebox.status"),
+                tg.create_task(self._clock_loop(), name="carebox.clock"),
                 tg.create_task(self._maintenance_loop(), name="carebox.maintenance"),
                 tg.create_task(self._watchdog.run(), name="carebox.watchdog"),
             ]
@@ -245,6 +269,28 @@ class Service:
             up_task.cancel()
             for task in side:
                 task.cancel()
+
+    async def _clock_loop(self) -> None:
+        """While the clock is not trusted the events topic says so (and `carebox status`, from
+        the status file); once it is, what waited for it goes at once."""
+        if self.clock.trusted():
+            return
+        log.warning(
+            "clock not synchronized (source %s): readings are captured and kept; those that "
+            "need the clock wait for it",
+            self.clock.source,
+        )
+        await self._record(CLOCK_NOT_TRUSTED, source=self.clock.source)
+        await self.clock.wait_trusted()
+        log.info("clock synchronized: sending what waited for it")
+        await self._record(CLOCK_TRUSTED, source=self.clock.source)
+        if self.uplink is not None:
+            self.uplink.retry_held()
+
+    async def _record(self, kind: str, **detail: str) -> None:
+        if self.store is not None:
+            with contextlib.suppress(GatewayError):
+                await self.store.record_event(kind, **detail)
 
     async def _maintenance_loop(self) -> None:
         """Store housekeeping at start and every `MAINTENANCE_INTERVAL_S`: data key rotation
@@ -312,6 +358,8 @@ class Service:
     async def _status_loop(self) -> None:
         beat = self._watchdog.register("carebox.status", HEARTBEAT_S * 3)
         path = runtime_dir(self.config) / "status.json"
+        # `carebox status` believes the file only while this very process lives
+        identity = _process_identity(os.getpid())
         written: dict[str, object] | None = None
         while True:
             beat.beat()
@@ -320,6 +368,7 @@ class Service:
             last_sync = state.last_sync if state else None
             doc: dict[str, object] = {
                 "pid": os.getpid(),
+                "process": list(identity) if identity else None,
                 "clock_trusted": self.clock.trusted(),
                 "upstream": {
                     "connected": connected,
@@ -379,12 +428,23 @@ def _write_private_json(path: Path, doc: dict[str, object]) -> None:
 
 
 def read_runtime_status(config: Config) -> dict[str, Any] | None:
+    """The running service's status file, or None when no service is running: the file of a
+    service that was killed (no chance to remove it) names a process that is gone, or whose
+    pid now belongs to another process (another start time or boot)."""
     path = runtime_dir(config) / "status.json"
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        return None
+    pid, recorded = doc.get("pid"), doc.get("process")
+    if not isinstance(pid, int) or not isinstance(recorded, list):
+        return None
+    alive = _process_identity(pid)
+    if alive is None or list(alive) != recorded:
+        return None
+    return doc
 
 
 async def serve(config: Config) -> int:

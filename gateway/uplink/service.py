@@ -97,6 +97,8 @@ class UplinkState:
     connected: bool
     protocol: str | None
     last_sync: datetime | None
+    """The last delivery: a reading's PUBACK, or the queue found empty while connected (not
+    merely a connection: readings may be waiting, held back for the clock, say)."""
     last_error: str | None
     error_layer: str | None
     in_flight: int
@@ -172,6 +174,16 @@ class Uplink(Generic[T]):
     def wake(self) -> None:
         """New readings committed, or the network or clock changed: look again now."""
         self._wake.set()
+
+    def retry_held(self) -> None:
+        """What the mapper held back (say, waiting for a trusted clock) is leased again now,
+        not when its lease runs out; call it when the cause is gone."""
+        back = [i for i in self._held if i not in self._in_flight]
+        self._held.clear()
+        if back:
+            self._to_release.extend(back)
+            self._store_work.set()
+        self.wake()
 
     @property
     def state(self) -> UplinkState:
@@ -286,7 +298,6 @@ class Uplink(Generic[T]):
         self._backoff.reset()
         self._last_error = None
         self._recorded_error = None
-        self._last_sync = datetime.now(UTC)
         await self._publish_events(conn)
         await self._drain(conn)
 
@@ -534,6 +545,9 @@ class Uplink(Generic[T]):
             self.settings.topic("status"), self._status_json(state, *stats), retain=True
         )
         await self._until(conn, fut)
+        if stats[0] == 0:
+            # upstream has everything: in sync now, though no reading needed to go
+            self._last_sync = datetime.now(UTC)
 
     async def _publish_events(self, conn: MqttConnection) -> None:
         while True:

@@ -131,6 +131,17 @@ def _identifiers_since(sub: Subscriber, first_message: int) -> set[str]:
     return ids
 
 
+def _status(config: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "status", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc: dict[str, object] = json.loads(done.stdout)
+    return doc
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=STOP_TIMEOUT_S)
@@ -168,6 +179,7 @@ def test_sigterm_delivers_everything_and_stops_cleanly(
     )
     doc = json.loads(status.stdout)
     assert doc["queue_depth"] == 0
+    assert doc["service_running"] is False  # stopped: its status file went with it
     addresses = {d["address"] for d in doc["devices"]}
     assert addresses == {"C0:E2:00:00:00:01", "C0:E2:00:00:00:02"}  # never the stranger
     assert "systolic" not in status.stdout
@@ -184,9 +196,12 @@ def test_sigkill_during_bulk_transfer_loses_nothing(
         subscriber.wait_for(lambda s, r=round_: len(_delivered(s)) > r * 20, DELIVERY_TIMEOUT_S)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=STOP_TIMEOUT_S)
+        # its status file stays behind, naming a process that is gone: not running
+        assert _status(config)["service_running"] is False
     proc = _start(config)
     try:
         assert subscriber.wait_for(lambda s: len(_delivered(s)) >= expected, DELIVERY_TIMEOUT_S)
+        assert _status(config)["service_running"] is True
         time.sleep(0.5)  # let a late duplicate arrive before counting distinct records
     finally:
         code, out = _stop(proc)

@@ -160,6 +160,15 @@ raw = ["0b 01 00", "0xAABB"]
     assert meter.name == "Carebox glucose"
 
 
+def test_the_patient_system_defaults_to_the_french_national_health_identifier(
+    tmp_path: Path,
+) -> None:
+    # DESIGN: every key but [upstream] url has a default; a value alone is enough
+    patient = load(tmp_path, MINIMAL + '[patient]\nvalue = "123456"\n').patient
+    assert patient is not None
+    assert (patient.system, patient.value) == ("urn:oid:1.2.250.1.213.1.4.8", "123456")
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -215,6 +224,7 @@ raw = ["0b 01 00", "0xAABB"]
             "[clock] timezone must be a tz database name",
         ),
         (MINIMAL + '[patient]\nsystem = "urn:x"\n', "[patient] value is missing"),
+        (MINIMAL + '[patient]\nsystem = " "\nvalue = "1"\n', "[patient] system is empty"),
         (
             MINIMAL + '[[simulator]]\nkind = "glucose"\naddress = "C0:FF:EE:00:00:01"\n',
             '[[simulator]] tables need [ble] backend = "simulated"',

@@ -345,3 +345,32 @@ async def test_a_cut_cut_short_by_a_disconnect_is_released_whole(
     assert set(got) == {r.id for r in readings(20000)}
     # a reading acked is one whose every message was PUBACKed; none acked twice
     assert len(outbox.acked) == len(set(outbox.acked)) == 20000
+
+
+async def test_held_readings_go_at_once_when_their_cause_is_gone(
+    broker: LocalBroker, subscriber: Subscriber, pki: TestPki
+) -> None:
+    """A mapper that cannot map yet (the clock untrusted, say) holds readings for the lease
+    (minutes); `retry_held` sends them now. `last_sync` stays unset while nothing went, though
+    the connection is up."""
+    outbox = MemoryOutbox()
+    outbox.add(*readings(30))
+    ready = [False]
+
+    def mapper(items: Sequence[Item]) -> bytes:
+        if not ready[0]:
+            raise RuntimeError("not yet")
+        return json_mapper(items)
+
+    uplink = Uplink(settings(pki, broker.tls_port), outbox, mapper, version="t", backoff=FAST)
+    async with running(uplink):
+        await eventually(lambda: len(outbox.event_log) == 30)  # each held once, with an event
+        assert {e.kind for e in outbox.event_log} == {EventKind.HELD}
+        assert uplink.state.connected
+        assert uplink.state.last_sync is None  # connected is not in sync
+        assert not delivered(subscriber)
+        ready[0] = True
+        uplink.retry_held()
+        await eventually(lambda: len(delivered(subscriber)) == 30, within=10.0)
+        await eventually(lambda: not outbox.waiting, within=10.0)
+        assert uplink.state.last_sync is not None
