@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from device_drivers.errors import CareboxError
 
@@ -44,10 +45,17 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the contract's one-line usage errors (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from device_drivers import registered
 
-    parser = argparse.ArgumentParser(prog="carebox", description="Carebox home health gateway.")
+    parser = _Parser(prog="carebox", description="Carebox home health gateway.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     chars = ", ".join(f"{u:04X}" for u in sorted(registered()))
