@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -157,8 +158,19 @@ class Service:
             patient_value=patient.value,
             tz=self.config.clock.zone,
             devices=devices,
-            gateway_info=GatewayInfo(software_version=__version__),
+            gateway_info=self._gateway_info,
         )
+
+    @functools.cached_property
+    def _gateway_info(self) -> GatewayInfo:
+        """The PhgDevice: its SYSID is derived once and kept in the state directory
+        (gateway/system_id.py); `run` reads it at start, off the event loop. The PhgDevice stays
+        keyed on the gateway id, as in every Bundle sent before it had a SYSID, so the server
+        matches the same Device (`ifNoneExist`) instead of creating a second one."""
+        from gateway.system_id import gateway_system_id
+
+        system_id = gateway_system_id(self.config.state_dir, self.config.ble.adapter)
+        return GatewayInfo(system_id=system_id, software_version=__version__)
 
     async def _map(self, items: Sequence[StoredReading]) -> bytes | list[bytes]:
         ctx = self._context()
@@ -221,6 +233,7 @@ class Service:
         self.store = store
         try:
             self._known_devices = {d.address.upper(): d for d in await store.devices()}
+            await asyncio.to_thread(lambda: self._gateway_info)  # the SYSID, read or kept now
             uplink = Uplink(
                 settings,
                 store,

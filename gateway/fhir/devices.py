@@ -5,7 +5,9 @@ Identifiers are the devices' dedup keys on the server, so they are frozen here:
   in the order the registry stores it), and BTMAC = the identity address. The conditional-create
   key, and the device part of every Observation identifier, is the SYSID when known, else the
   BT address (16 or 12 hex digits, no dashes).
-- PHG: the gateway's SYSID when known, and always its gateway id as `urn:carebox:gateway:<id>`.
+- PHG: the gateway's SYSID when known, and always its gateway id as `urn:carebox:gateway:<id>`,
+  which is its conditional-create key (and names its fullUrl) whether or not it has a SYSID:
+  see `phg_identity`.
 """
 
 from __future__ import annotations
@@ -68,16 +70,17 @@ def phd_identity(info: DeviceInfo) -> DeviceIdentity:
 
 
 def phg_identity(gateway_id: str, info: GatewayInfo) -> DeviceIdentity:
+    """The PhgDevice's identifiers (its SYSID first when known, then its gateway id), keyed on
+    the gateway id either way. Why not on the SYSID, as a PhdDevice is: gateways sent Bundles
+    before they had a SYSID, and the server matches `ifNoneExist` on the one identifier it
+    names; keyed on a newly added SYSID, the next Bundle would create a second Device for the
+    same gateway. The gateway id is the gateway's MQTT identity too, so it does not change."""
     own = {"system": GATEWAY_ID_SYSTEM, "value": f"urn:carebox:gateway:{gateway_id}"}
-    if info.system_id is None:
-        return DeviceIdentity((own,), own["system"], own["value"], gateway_id)
-    sysid = _digits(info.system_id)
-    return DeviceIdentity(
-        (_identifier("SYSID", codes.SYSID_SYSTEM, _dashed(sysid)), own),
-        codes.SYSID_SYSTEM,
-        _dashed(sysid),
-        sysid,
-    )
+    identifiers: tuple[JsonObject, ...] = (own,)
+    if info.system_id is not None:
+        sysid = _dashed(_digits(info.system_id))
+        identifiers = (_identifier("SYSID", codes.SYSID_SYSTEM, sysid), own)
+    return DeviceIdentity(identifiers, own["system"], own["value"], gateway_id)
 
 
 def _version(code: Code, value: str) -> JsonObject:

@@ -41,7 +41,10 @@ class Draft:
     """An Observation body before the shared elements. `type_code` is the MDC code of its
     `code`: unique within one reading, it keys the identifier and `derived_from`. `body` is
     JSON text: the Observation's own members (``"code":{...},"valueQuantity":{...}``), no
-    braces, written straight into the Bundle."""
+    braces, written straight into the Bundle. `vital_sign`: the PHD Bundle adds the
+    `vital-signs` category beside `phd`; true only for the R4 vital signs (BP panel, pulse
+    rate, body weight, body height, BMI; FHIR.md sections 2 and 4), never for glucose, body fat
+    and the other body-composition values, status bits or context."""
 
     type_code: int
     profile: str
@@ -186,16 +189,11 @@ def _glucose(m: object, context: object | None) -> list[Draft]:
         raise MappingError("glucose unit is neither kg/L nor mol/L")
     if isinstance(concentration, Decimal):
         concentration = concentration.scaleb(scale)
+    # Not a vital sign in R4 (FHIR.md sections 2 and 4): category `phd` only. The ANS
+    # "Mesures de santé" profiles want `vital-signs` on glucose: mes.py writes that category
+    # itself, whatever the draft says.
     code = Code(glucose.mdc, glucose.reference_id, loinc)
-    # ANS "Mesures de santé" wants vital-signs on glucose too (FHIR.md section 4).
-    drafts = [
-        Draft(
-            glucose.mdc,
-            codes.PROFILE_NUMERIC,
-            True,
-            '"code":' + coded_text(code) + "," + quantity_or_absent_text(concentration, fhir_unit),
-        )
-    ]
+    drafts = [_numeric(code, concentration, fhir_unit)]
     if location in codes.GLUCOSE_LOCATION_VALUES:
         drafts.append(
             _coded_value(

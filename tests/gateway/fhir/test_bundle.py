@@ -14,6 +14,7 @@ from device_drivers.reading import Reading
 from gateway.fhir import (
     DeviceInfo,
     FhirContext,
+    GatewayInfo,
     MappingError,
     build_bundle,
     bundle_to_json,
@@ -34,6 +35,7 @@ from tests.gateway.fhir.conftest import (
 )
 
 PHD_ID = "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdBaseObservation"
+CONTINUA_IDS = "http://terminology.hl7.org/CodeSystem/ContinuaDeviceIdentifiers"
 STAMP = datetime(2026, 3, 10, 9, 58, 0)
 # Seconds from 2000-01-01T00:00:00 to 2026-03-10T09:58:00 (device local time as sent).
 STAMP_PART = str(int((STAMP - datetime(2000, 1, 1)).total_seconds()))
@@ -144,12 +146,42 @@ def test_phd_and_phg_devices(ctx: FhirContext) -> None:
     }
     gateway = phg["resource"]
     assert gateway["type"]["coding"][0]["code"] == "531981"
-    assert gateway["identifier"][0]["value"] == "B8-27-EB-FF-FE-12-34-56"
+    assert [(i.get("type"), i["system"], i["value"]) for i in gateway["identifier"]] == [
+        (
+            {"coding": [{"system": CONTINUA_IDS, "code": "SYSID"}]},
+            "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680",
+            "B8-27-EB-FF-FE-12-34-56",
+        ),
+        (None, "urn:ietf:rfc:3986", "urn:carebox:gateway:cbx-0001"),
+    ]
     assert gateway["property"][0]["valueCode"][0]["coding"][0]["code"] == "532228"
     for obs in resources(bundle):
         assert obs["device"] == {"reference": phd["fullUrl"]}
         (ext,) = [e for e in obs["extension"] if e["url"].endswith("observation-gatewayDevice")]
         assert ext["valueReference"] == {"reference": phg["fullUrl"]}
+
+
+def test_the_gateway_device_is_keyed_on_its_gateway_id_with_or_without_a_sysid(
+    ctx: FhirContext,
+) -> None:
+    """Adding a SYSID to a gateway that sent Bundles without one must not make the server
+    create a second Device for it: same conditional create, same fullUrl."""
+
+    def gateway_entry(context: FhirContext) -> dict:
+        devices = entries(parse(build_bundle([item(bp())], context)), "Device")
+        (phg,) = [e for e in devices if e["resource"]["meta"]["profile"][0].endswith("PhgDevice")]
+        return phg
+
+    with_sysid = gateway_entry(ctx)
+    without = gateway_entry(make_context(gateway_info=GatewayInfo(software_version="0.1.0")))
+    assert with_sysid["fullUrl"] == without["fullUrl"]
+    assert with_sysid["request"] == without["request"]
+    assert unquote(without["request"]["ifNoneExist"]) == (
+        "identifier=urn:ietf:rfc:3986|urn:carebox:gateway:cbx-0001"
+    )
+    assert [i["value"] for i in without["resource"]["identifier"]] == [
+        "urn:carebox:gateway:cbx-0001"
+    ]
 
 
 def test_same_input_same_bytes_and_ids_stable_across_bundles(ctx: FhirContext) -> None:

@@ -55,7 +55,8 @@ def test_kg_per_l_becomes_mg_per_dl_keeping_the_mantissa(ctx: FhirContext) -> No
     assert codings(obs["code"]) == {(MDC, "160184"), (LOINC, "2339-0")}
     q = obs["valueQuantity"]
     assert (q["code"], q["system"]) == ("mg/dL", "http://unitsofmeasure.org")
-    assert {c["coding"][0]["code"] for c in obs["category"]} == {"phd", "vital-signs"}
+    # Glucose is not an R4 vital sign: `phd` only (MES adds `vital-signs`, test_mes.py).
+    assert [c["coding"][0]["code"] for c in obs["category"]] == ["phd"]
 
 
 def test_mol_per_l_becomes_mmol_per_l(ctx: FhirContext) -> None:
@@ -149,6 +150,9 @@ def test_context_observations(ctx: FhirContext) -> None:
     assert (str(carbs["value"]), carbs["code"]) == ("50", "g")
     hba1c = by_mdc(bundle, 160220)["valueQuantity"]
     assert (str(hba1c["value"]), hba1c["code"]) == ("6.1", "%")
+    # Neither the glucose nor its location and context are vital signs: `phd` only.
+    for obs in resources(bundle):
+        assert [c["coding"][0]["code"] for c in obs["category"]] == ["phd"]
 
 
 def test_bedtime_meal_is_omitted_not_guessed(ctx: FhirContext) -> None:

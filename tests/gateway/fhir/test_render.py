@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from fhir.resources.R4B.bundle import Bundle
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +26,10 @@ from tests.device_drivers.test_weight_scale import weight_measurements
 from tests.gateway.fhir.conftest import BP_ADDRESS, GLUCOSE_ADDRESS, make_context
 
 PHD_ID = "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdBaseObservation"
+MDC = "urn:iso:std:iso:11073:10101"
+# The MDC codes of the R4 vital signs (profiles bp, heartrate, bodyweight, bodyheight, bmi):
+# the only Observations with the `vital-signs` category beside `phd` (FHIR.md sections 2, 4).
+VITAL_SIGNS = {"150020", "149546", "188736", "188740", "188752"}
 GENERATED = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -92,6 +96,12 @@ def test_generated_bundles_are_valid_consistent_and_stable(
         if e["resource"]["resourceType"] == "Observation" and i["system"] == PHD_ID
     ]
     assert len(observations) == len(set(observations))  # one transaction: no duplicates
+    for entry in entries:
+        resource = entry["resource"]
+        if entry["request"]["ifNoneExist"].startswith(f"identifier={quote(PHD_ID, safe='')}|"):
+            (mdc,) = [c["code"] for c in resource["code"]["coding"] if c["system"] == MDC]
+            categories = [c["coding"][0]["code"] for c in resource["category"]]
+            assert categories == (["phd", "vital-signs"] if mdc in VITAL_SIGNS else ["phd"])
     urls = {e["fullUrl"] for e in entries}
     for entry in entries:
         for ref in entry["resource"].get("derivedFrom", []):

@@ -93,6 +93,12 @@ def test_body_composition(ctx: FhirContext) -> None:
     assert quantity(bundle, 188736) == ("72.350", "kg")
     # muscle % and impedance have no code in the guides: not sent.
     assert len(resources(bundle)) == 6
+    # Of these only the body weight is an R4 vital sign; body fat and the other body
+    # composition values are not (FHIR.md section 2): `phd` only.
+    for obs in resources(bundle):
+        categories = [c["coding"][0]["code"] for c in obs["category"]]
+        weight = obs["code"]["coding"][0]["code"] == "188736"
+        assert categories == (["phd", "vital-signs"] if weight else ["phd"])
 
 
 def test_body_composition_unsuccessful(ctx: FhirContext) -> None:
