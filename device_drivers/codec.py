@@ -192,12 +192,13 @@ class ByteReader:
                 raise self.error(f"{what}: time of day out of range", start)
             return None
         if not 1582 <= year <= 9999:
-            raise self.error(f"{what}: year {year} outside 1582..9999", start)
+            raise self.error(f"{what}: year outside 1582..9999", start)
         try:
             # Device local time, deliberately naive: the device sends no zone (contract).
             return datetime(year, month, day, hour, minute, second)  # noqa: DTZ001
-        except ValueError as exc:
-            raise self.error(f"{what}: {exc}", start) from None
+        except ValueError:
+            # not the exception's text, which may quote the date (the reason carries no value)
+            raise self.error(f"{what}: no such date or time of day", start) from None
 
 
 class ByteWriter:

@@ -47,7 +47,7 @@ class CurrentTime:
         timestamp = r.date_time("date_time")
         day_of_week = r.u8("day_of_week")
         if day_of_week > 7:
-            raise r.error(f"day_of_week {day_of_week} outside 0..7", r.offset - 1)
+            raise r.error("day_of_week outside 0..7", r.offset - 1)
         fractions = r.u8("fractions256")
         reason = AdjustReason(r.u8("adjust_reason") & 0x0F)
         return cls(timestamp, day_of_week, fractions, reason)

@@ -238,7 +238,7 @@ class BatteryLevel:
         r = ByteReader(0x2A19, data)
         level = r.u8("battery_level")
         if level > 100:
-            raise r.error(f"battery_level {level} outside 0..100", 0)
+            raise r.error("battery_level outside 0..100", 0)
         return cls(level)
 
     def __bytes__(self) -> bytes:

@@ -4,7 +4,8 @@ other package may import::
     CareboxError                  every error Carebox raises on purpose
     └── DeviceDriverError         protocol knowledge failed
         ├── MalformedValue        (also ValueError) bytes that do not decode; carries the
-        │                         characteristic, the offset and the hex
+        │                         characteristic, the offset, the bytes and a reason that
+        │                         names fields and lengths, never a value read from the bytes
         ├── UnencodableValue      (also ValueError) a typed value the wire format cannot carry
         └── UnknownCharacteristic (also KeyError) no codec for that UUID
 
@@ -23,7 +24,11 @@ class DeviceDriverError(CareboxError):
 
 
 class MalformedValue(DeviceDriverError, ValueError):
-    """Bytes from a device that do not decode as the characteristic they claim to be."""
+    """Bytes from a device that do not decode as the characteristic they claim to be.
+
+    `reason` names the field and the lengths ("measurement_status needs 2 octet(s), 0 left"),
+    never a value read from `data`, so it may go where health values may not (the event log);
+    `str()` adds the hex and is for the one who holds the bytes already (`carebox decode`)."""
 
     def __init__(self, characteristic: int, data: bytes, offset: int, reason: str) -> None:
         self.characteristic = characteristic

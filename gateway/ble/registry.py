@@ -1,7 +1,11 @@
 """The paired-device registry as the central sees it: a snapshot of `store.devices()` by
 address, and the two writes the central makes (a simulator's registry entry at start, the
 Device Information cache). The store owns the record type; this module is the one place
-that builds or copies one, so the BLE layer does not depend on its exact fields."""
+that builds or copies one, so the BLE layer does not depend on its exact fields.
+
+The snapshot goes stale as soon as the store changes a row (a session's contact and battery,
+an unpairing), so it is never written back whole: the DIS cache writes the DIS columns only
+(`Store.update_device_information`) and copies them into the snapshot."""
 
 from __future__ import annotations
 
@@ -77,6 +81,5 @@ class Registry:
         known = {k: v for k, v in renamed.items() if hasattr(record, k)}
         if not known:
             return
-        updated = dataclasses.replace(record, **known)
-        await self.store.upsert_device(updated)
-        self.records[address.upper()] = updated
+        await self.store.update_device_information(address, known)
+        self.records[address.upper()] = dataclasses.replace(record, **known)

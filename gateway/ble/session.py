@@ -17,9 +17,12 @@ Order on every connection, whatever the class:
      >= cursor + 1" (all records when there is no cursor), join each measurement with the
      context that follows it, commit batches with the cursor in the same transaction, end on the
      RACP response (success or "no records found"); never ask the meter to delete (L8.1).
-A value that does not decode is committed as a `malformed_value` event and the session goes on
-(L8.2). A link lost mid-transfer commits every complete record received; the next connection
-resumes at the cursor.
+A value that does not decode is recorded as a `malformed_value` event and the session goes on
+(L8.2). The event names the device, the characteristic, the length, the offset and a reason in
+field names and lengths (`malformed_detail`), never the bytes nor anything read from them:
+events are stored and published in plain JSON (DESIGN.md: no health value on `/events`); the hex
+goes to the DEBUG log only. A link lost mid-transfer commits every complete record received; the
+next connection resumes at the cursor.
 
 Notifications arrive through bleak's synchronous callback into one inbox per session, which the
 session drains as an async stream; a disconnect puts `LINK_LOST` in the same inbox, so every wait
@@ -51,7 +54,15 @@ from gateway.ble.ports import Store
 from gateway.ble.reconnect import Failure, classify
 from gateway.receipt_time import capture_clock
 
-__all__ = ["LINK_LOST", "PROFILES", "Profile", "Session", "SessionOutcome", "SessionTimings"]
+__all__ = [
+    "LINK_LOST",
+    "PROFILES",
+    "Profile",
+    "Session",
+    "SessionOutcome",
+    "SessionTimings",
+    "malformed_detail",
+]
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +241,7 @@ class Session:
         try:
             stamp = CurrentTime.from_bytes(raw).timestamp
         except MalformedValue as exc:
-            await self._malformed(uuids.CURRENT_TIME, raw, exc)
+            await self._malformed(exc)
             return None
         if stamp is None:
             return None
@@ -245,15 +256,19 @@ class Session:
         raw = bytes(await client.read_gatt_char(char))
         return raw[0] if len(raw) == 1 and raw[0] <= 100 else None
 
-    async def _malformed(self, uuid: int, value: bytes, exc: Exception) -> None:
-        log.warning("%s sent a malformed %04X value (hex in the event log)", self.address, uuid)
-        await self.store.record_event(
-            "malformed_value",
-            device=self.address,
-            characteristic=f"{uuid:04X}",
-            hex=value.hex(),
-            error=str(exc),
+    async def _malformed(self, exc: MalformedValue) -> None:
+        detail = malformed_detail(self.address, exc)
+        log.warning(
+            "%s sent a malformed %s value (%d octets): %s",
+            self.address,
+            detail["characteristic"],
+            len(exc.data),
+            exc.reason,
         )
+        log.debug(
+            "%s malformed %s value: hex %s", self.address, detail["characteristic"], exc.data.hex()
+        )
+        await self.store.record_event("malformed_value", **detail)
 
     def _reading(
         self, uuid: int, value: bytes, at: datetime, context: bytes | None = None
@@ -278,7 +293,7 @@ class Session:
         try:
             return decode(uuid, value)
         except MalformedValue as exc:
-            await self._malformed(uuid, value, exc)
+            await self._malformed(exc)
             return None
         except UnknownCharacteristic:
             return value  # no codec here: the raw bytes are the record (reading.py)
@@ -354,7 +369,7 @@ class Session:
                 "racp_error", device=self.address, request=value[2], result=result
             )
             raise ProcedureFailed(f"{self.address}: RACP answered result {result:#04x}")
-        await self._malformed(uuids.RACP, value, ValueError("not an RACP response"))
+        await self._malformed(MalformedValue(uuids.RACP, value, 0, "not an RACP response"))
 
 
 class _GlucoseTransfer:
@@ -376,7 +391,7 @@ class _GlucoseTransfer:
             return
         seq = getattr(decoded, "sequence_number", None)
         if not isinstance(seq, int):
-            await self.s._malformed(uuid, value, ValueError("no sequence number"))
+            await self.s._malformed(MalformedValue(uuid, value, 0, "no sequence number"))
             return
         if uuid == uuids.GLUCOSE_MEASUREMENT:
             await self.flush_pending()
@@ -423,6 +438,20 @@ class _GlucoseTransfer:
         self.committed += len(self.batch)
         self.cursor = self.last_seq
         self.batch = []
+
+
+def malformed_detail(address: str, exc: MalformedValue) -> dict[str, str | int]:
+    """The `malformed_value` event's detail: what a technician needs to find the fault, and
+    nothing of the value (no bytes, no text read from them: `MalformedValue.reason` names
+    fields and lengths only)."""
+    return {
+        "device": address,
+        "characteristic": f"{exc.characteristic:04X}",
+        "length": len(exc.data),
+        "offset": exc.offset,
+        "error": type(exc).__name__,
+        "reason": exc.reason,
+    }
 
 
 def _report_request(cursor: int | None) -> bytes:

@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +57,17 @@ DELIVERED_FLUSH: Final = 250_000  # in-place tombstones moved to `tombstones` at
 _TO_TOMBSTONE: Final = "UPDATE outbox SET key_id = 0, payload = x'', captured_at = 0, attempts = 0"
 ACK_CHUNK: Final = 400  # keys per IN (...) list: two lists stay under SQLite < 3.32's 999
 DetailValue = str | int | float | bool
+# The Device Information strings of a `devices` row, the only columns a DIS read may write: a
+# row rewritten whole from a copy read earlier would undo what was written since (the contact
+# and battery of the session that read it, an unpairing).
+DIS_COLUMNS: Final = (
+    "manufacturer", "model", "serial", "firmware", "hardware", "software", "system_id",
+)  # fmt: skip
+_UPDATE_DIS: Final = (
+    "UPDATE devices SET "  # noqa: S608 - the constant column names above
+    + ", ".join(f"{column} = coalesce(?, {column})" for column in DIS_COLUMNS)
+    + " WHERE address = ?"
+)
 
 
 def _now_ms() -> int:
@@ -722,6 +733,16 @@ class _Engine:
                 (_ms(at), battery, address.upper()),
             )
 
+    def update_device_information(self, address: str, info: Mapping[str, str]) -> None:
+        unknown = sorted(set(info) - set(DIS_COLUMNS))
+        if unknown:
+            raise StoreError(f"{unknown[0]!r} is not a Device Information column")
+        with _Tx(self.conn) as c:
+            c.execute(
+                _UPDATE_DIS,
+                (*(info.get(column) for column in DIS_COLUMNS), address.upper()),
+            )
+
 
 class Store:
     """The encrypted store-and-forward outbox. Open with `await Store.open(state_dir)`."""
@@ -875,3 +896,9 @@ class Store:
         if at.tzinfo is None:
             raise StoreError("touch_device needs a timezone-aware time (UTC)")
         await self._run(lambda: self._engine.touch_device(address, at, battery))
+
+    async def update_device_information(self, address: str, info: Mapping[str, str]) -> None:
+        """Write the Device Information strings given (keys: `DIS_COLUMNS`, the `DeviceRecord`
+        field names) into a paired device's row, and nothing else of it: its contact, battery
+        and pairing stay as they are; a device no longer paired stays absent."""
+        await self._run(lambda: self._engine.update_device_information(address, dict(info)))

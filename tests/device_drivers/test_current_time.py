@@ -49,17 +49,26 @@ class TestDateTime(CodecContract):
 
 
 @pytest.mark.parametrize(
-    "hex_value",
+    ("hex_value", "wrong"),
     [
-        "e1070d01000000",  # month 13
-        "e107021e000000",  # 30 February
-        "e1070101180000",  # hour 24
-        "10270101000000",  # year 10000
+        ("e1070d01000000", "13"),  # month 13
+        ("e107021e000000", "30"),  # 30 February
+        ("e1070101180000", "24"),  # hour 24
+        ("10270101000000", "10000"),  # year 10000
     ],
 )
-def test_impossible_dates_are_malformed(hex_value: str) -> None:
-    with pytest.raises(MalformedValue, match="2A08"):
+def test_impossible_dates_are_malformed(hex_value: str, wrong: str) -> None:
+    with pytest.raises(MalformedValue, match="2A08") as info:
         decode(0x2A08, bytes.fromhex(hex_value))
+    # the reason may go where the bytes may not (events): it names the field, not its value
+    assert info.value.reason.startswith("date_time: ")
+    assert wrong not in info.value.reason
+
+
+def test_day_of_week_out_of_range_names_no_value() -> None:
+    with pytest.raises(MalformedValue, match="day_of_week") as info:
+        decode(0x2A2B, bytes.fromhex("e807030f0e1e2d0980f2"))
+    assert "9" not in info.value.reason
 
 
 def test_reserved_adjust_reason_bits_are_ignored() -> None:

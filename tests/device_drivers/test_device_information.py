@@ -183,8 +183,9 @@ def test_string_types_are_distinct() -> None:
 
 @pytest.mark.parametrize("hex_value", ["65", "ff"])
 def test_battery_level_above_100_is_malformed(hex_value: str) -> None:
-    with pytest.raises(MalformedValue, match="battery_level"):
+    with pytest.raises(MalformedValue, match="battery_level") as info:
         decode(0x2A19, bytes.fromhex(hex_value))
+    assert str(int(hex_value, 16)) not in info.value.reason  # the reason names no value
 
 
 def test_battery_level_above_100_is_unencodable() -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
@@ -48,9 +48,10 @@ def subscriber(broker: LocalBroker, pki: TestPki) -> Iterator[Subscriber]:
     s.stop()
 
 
-def _config(tmp_path: Path, broker: LocalBroker, pki: TestPki) -> Path:
+def _gateway_lines(tmp_path: Path, broker: LocalBroker, pki: TestPki) -> list[str]:
+    """The config up to its simulators: the broker over mTLS, a trusted clock."""
     dev = pki.dev
-    lines = [
+    return [
         'gateway_id = "cbx-e2e"',
         f'state_dir = "{tmp_path / "state"}"',
         "[patient]",
@@ -65,6 +66,12 @@ def _config(tmp_path: Path, broker: LocalBroker, pki: TestPki) -> Path:
         f'key = "{dev.client.key_path}"',
         "[clock]",
         'source = "system"',
+    ]
+
+
+def _config(tmp_path: Path, broker: LocalBroker, pki: TestPki) -> Path:
+    lines = [
+        *_gateway_lines(tmp_path, broker, pki),
         "[[simulator]]",
         'kind = "glucose"',
         'address = "C0:E2:00:00:00:02"',
@@ -272,15 +279,21 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _queue_depth(config: Path) -> int:
-    """What `carebox status` says waits (0 before the service has made its store)."""
-    status = subprocess.run(
+def _status(config: Path) -> dict[str, Any] | None:
+    """`carebox status --json` (None before the service has made its store)."""
+    done = subprocess.run(
         [sys.executable, "-m", "gateway", "status", "--json", "--config", str(config)],
         capture_output=True,
         text=True,
         check=False,
     )
-    return int(json.loads(status.stdout)["queue_depth"]) if status.returncode == 0 else 0
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def _queue_depth(config: Path) -> int:
+    """What `carebox status` says waits (0 before the service has made its store)."""
+    doc = _status(config)
+    return 0 if doc is None else int(doc["queue_depth"])
 
 
 def test_a_running_gateways_files_hold_no_health_value(
@@ -316,3 +329,118 @@ def test_a_running_gateways_files_hold_no_health_value(
 async def _stored_values(state_dir: Path) -> list[bytes]:
     async with await Store.open(state_dir, min_free_mb=0) as store:
         return [s.reading.value for s in await store.lease(1000)]
+
+
+# The auditor's cuff value: flags announce a measurement status that is cut off, after
+# systolic 120, diastolic 80, mean 100 mmHg, 2026-11-28 15:30:00, pulse 72, user 0; then one
+# that decodes (its delivery wakes the uplink, which then publishes the events too).
+MALFORMED_CUFF: Final = "1e780050006400ea070b1c0f1e00480001"
+CUFF_RAW: Final = (MALFORMED_CUFF, "02820055006400ea070b1c0f2300")
+# A glucose record (sequence 1, 0.00187 kg/L at 2026-11-28 07:20) whose sensor status is cut off,
+# between two that decode.
+METER_RAW: Final = (
+    "020000ea070b1c070f005ab011",
+    "0a0100ea070b1c071400bbb01101",
+    "020200ea070b1c0719005fb011",
+)
+MALFORMED_METER: Final = METER_RAW[1]
+
+
+def _malformed_config(tmp_path: Path, broker: LocalBroker, pki: TestPki) -> Path:
+    lines = [
+        *_gateway_lines(tmp_path, broker, pki),
+        "[[simulator]]",
+        'kind = "blood_pressure"',
+        'address = "C0:E2:00:00:00:0B"',
+        "interval_s = 0.5",
+        "raw = [" + ", ".join(f'"{h}"' for h in CUFF_RAW) + "]",
+        "[[simulator]]",
+        'kind = "glucose"',
+        'address = "C0:E2:00:00:00:0C"',
+        "raw = [" + ", ".join(f'"{h}"' for h in METER_RAW) + "]",
+    ]
+    path = tmp_path / "carebox.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _events(sub: Subscriber, kind: str) -> list[dict[str, Any]]:
+    events = [json.loads(m.payload) for m in sub.on("events")]
+    return [e for e in events if e["kind"] == kind]
+
+
+def _contacts(config: Path) -> dict[str, tuple[bool, int | None]]:
+    """Per device in `carebox status`: (has a last contact, battery)."""
+    doc = _status(config)
+    devices = [] if doc is None else doc["devices"]
+    return {d["address"]: (d["last_contact"] is not None, d["battery"]) for d in devices}
+
+
+def test_malformed_values_leave_no_bytes_in_events_or_files(
+    tmp_path: Path, broker: LocalBroker, pki: TestPki
+) -> None:
+    config = _malformed_config(tmp_path, broker, pki)
+    state = tmp_path / "state"
+    needles = []
+    for value in (MALFORMED_CUFF, MALFORMED_METER):
+        raw = bytes.fromhex(value)
+        needles += [value.encode(), value.upper().encode(), raw]
+    needles += [bytes.fromhex("780050006400"), bytes.fromhex("ea070b1c071400bbb0")]
+
+    def no_needle_in_files() -> None:
+        names = []
+        for path in state.rglob("store.db*"):
+            names.append(path.name)
+            data = path.read_bytes()
+            for needle in needles:
+                assert needle not in data, (path.name, needle)
+        assert "store.db" in names
+
+    sub = Subscriber(broker, pki.dev, topic="carebox/v1/#", name="events-watch").start()
+    proc = _start(config)
+    try:
+        assert sub.wait_for(
+            lambda s: len(_events(s, "malformed_value")) == 2 and len(_delivered(s)) == 3,
+            DELIVERY_TIMEOUT_S,
+        )
+        # the sessions are over once both devices show a contact (the meter's first and only
+        # session: before the fix, never)
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while not all(c for c, _ in _contacts(config).values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        no_needle_in_files()  # WAL and shared memory as the running gateway left them
+    finally:
+        code, out = _stop(proc)
+        sub.stop()
+    assert code == 0, out
+    no_needle_in_files()  # once checkpointed into store.db
+    for message in sub.on("events"):
+        for needle in needles:
+            assert needle not in message.payload, needle
+    assert MALFORMED_CUFF not in out
+    assert MALFORMED_METER not in out
+
+    cuff, meter = sorted(
+        (e["detail"] for e in _events(sub, "malformed_value")), key=lambda d: str(d["device"])
+    )
+    assert cuff == {
+        "device": "C0:E2:00:00:00:0B",
+        "characteristic": "2A35",
+        "length": 17,
+        "offset": 17,
+        "error": "MalformedValue",
+        "reason": "measurement_status needs 2 octet(s), 0 left",
+    }
+    assert meter == {
+        "device": "C0:E2:00:00:00:0C",
+        "characteristic": "2A18",
+        "length": 14,
+        "offset": 13,
+        "error": "MalformedValue",
+        "reason": "sensor_status needs 2 octet(s), 1 left",
+    }
+
+    assert _contacts(config) == {
+        "C0:E2:00:00:00:0B": (True, 100),
+        "C0:E2:00:00:00:0C": (True, 100),
+    }

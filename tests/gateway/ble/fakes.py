@@ -4,7 +4,7 @@ helpers to build measurement bytes."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,8 @@ def device_record(address: str, kind: str, name: str = "dev") -> DeviceRecord:
 class RecordingStore:
     """`gateway.store.Store` itself (encryption, dedup by identity, the cursor in the commit's
     transaction, the event-detail rules), with an in-memory log of the calls the central made:
-    `readings` newly stored, in commit order; `cursors`, `records`, `events`, `touched`."""
+    `readings` newly stored, in commit order; `cursors`, `records`, `device_information`,
+    `events`, `touched`."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -29,6 +30,7 @@ class RecordingStore:
         self.ids: set[str] = set()
         self.cursors: dict[str, int] = {}
         self.records: dict[str, Any] = {}
+        self.device_information: dict[str, dict[str, str]] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.touched: list[tuple[str, datetime, int | None]] = []
 
@@ -57,6 +59,10 @@ class RecordingStore:
     async def touch_device(self, address: str, *, at: datetime, battery: int | None = None) -> None:
         await self.store.touch_device(address, at=at, battery=battery)
         self.touched.append((address, at, battery))
+
+    async def update_device_information(self, address: str, info: Mapping[str, str]) -> None:
+        await self.store.update_device_information(address, info)
+        self.device_information.setdefault(address, {}).update(info)
 
     async def record_event(self, kind: str, **detail: Any) -> None:
         await self.store.record_event(kind, **detail)

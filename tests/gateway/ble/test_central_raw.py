@@ -47,3 +47,26 @@ async def test_connect_retries_through_bluez_failures(
     async with run_central():
         await until(lambda: len(store.readings) == 1)
     assert p.connect_attempts == 3
+
+
+async def test_malformed_value_event_names_the_fault_not_the_bytes(
+    world: World, store: Any, run_central: Any
+) -> None:
+    # flags announce a measurement status that is cut off after 120/80/100 mmHg, pulse 72
+    bad = bytes.fromhex("1e780050006400ea070b1c0f1e00480001")
+    cuff = RawCuff(address="C0:00:00:00:00:03", name="cuff", clock=local_clock)
+    cuff.stored += [bad, bpm_bytes(125, 3)]
+    world.add(cuff)
+    await enroll(store, cuff.address, "blood_pressure")
+    async with run_central():
+        await until(lambda: len(store.readings) == 1 and not cuff.stored)
+    assert [r.value for r in store.readings] == [bpm_bytes(125, 3)]
+    (detail,) = [e.detail for e in await store.store.events() if e.kind == "malformed_value"]
+    assert detail == {
+        "device": cuff.address,
+        "characteristic": "2A35",
+        "length": 17,
+        "offset": 17,
+        "error": "MalformedValue",
+        "reason": "measurement_status needs 2 octet(s), 0 left",
+    }

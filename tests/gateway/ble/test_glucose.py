@@ -72,7 +72,8 @@ async def test_corrupt_record_becomes_an_event_and_the_rest_flows(
     bad = store.events_of("malformed_value")
     assert len(bad) == 2
     assert bad[0]["characteristic"] == "2A18"
-    assert bad[0]["hex"] == meter.records[2].measurement[:1].hex()
+    assert bad[0]["length"] == len(meter.records[2].measurement[:1])  # the bytes stay out
+    assert set(bad[0]) == {"device", "characteristic", "length", "offset", "error", "reason"}
     assert [r.sequence_number() for r in store.readings] == [0, 1, 3, 4, 6]
     assert store.cursors[meter.address] == 6
 

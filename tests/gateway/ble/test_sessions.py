@@ -41,9 +41,14 @@ async def test_monitor_session(
     assert abs(clock_set["residual_s"]) < 2  # the device clock now follows the gateway's
     assert all(r.device_clock_offset_s == clock_set["residual_s"] for r in store.readings)
     assert all(r.clock_trusted for r in store.readings)
-    record = store.records[monitor.address]
-    assert record.manufacturer == monitor.manufacturer  # DIS read once, cached
-    assert store.touched[-1][2] == monitor.battery_level
+    # the row `carebox status` reads: the DIS cache kept the contact and the battery
+    (row,) = await store.devices()
+    assert row.manufacturer == monitor.manufacturer  # DIS read once, cached
+    contact = central.devices[monitor.address].last_contact
+    assert contact is not None
+    assert row.last_contact == contact.replace(microsecond=contact.microsecond // 1000 * 1000)
+    assert row.battery == monitor.battery_level
+    assert store.device_information[monitor.address]["manufacturer"] == monitor.manufacturer
 
 
 async def test_untrusted_clock_is_never_written(

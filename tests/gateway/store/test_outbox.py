@@ -153,6 +153,25 @@ async def test_device_registry(store: Store) -> None:
     assert [d.address for d in await store.devices()] == ["11:22:33:44:55:66"]
 
 
+async def test_device_information_updates_only_its_columns(store: Store) -> None:
+    paired = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await store.upsert_device(DeviceRecord("AA:BB:CC:DD:EE:FF", "glucose", "Meter", paired))
+    seen = datetime(2026, 1, 3, tzinfo=UTC)
+    await store.touch_device("AA:BB:CC:DD:EE:FF", at=seen, battery=64)
+    await store.update_device_information(
+        "aa:bb:cc:dd:ee:ff", {"manufacturer": "Acme", "system_id": "0011223344556677"}
+    )
+    await store.update_device_information("AA:BB:CC:DD:EE:FF", {"model": "G2"})
+    (row,) = await store.devices()
+    assert (row.last_contact, row.battery) == (seen, 64)
+    assert (row.name, row.paired_at) == ("Meter", paired)
+    assert (row.manufacturer, row.model, row.system_id) == ("Acme", "G2", "0011223344556677")
+    await store.update_device_information("11:22:33:44:55:66", {"model": "X"})  # not paired
+    assert [d.address for d in await store.devices()] == ["AA:BB:CC:DD:EE:FF"]
+    with pytest.raises(StoreError, match="'battery'"):
+        await store.update_device_information("AA:BB:CC:DD:EE:FF", {"battery": "1"})
+
+
 async def test_status_reads_while_service_runs(store: Store, state_dir: Path) -> None:
     await store.add([current_time(n) for n in range(4)])
     await store.upsert_device(
