@@ -304,6 +304,14 @@ class Service:
         if self.store is not None:
             with contextlib.suppress(GatewayError):
                 await self.store.record_event(kind, **detail)
+                self.wake_uplink()
+
+    def wake_uplink(self) -> None:
+        """Something new to send. Only while connected: a wake during an outage would make the
+        uplink retry at once and grow its backoff; its own probe notices the broker return."""
+        uplink = self.uplink
+        if uplink is not None and uplink.state.connected:
+            uplink.wake()
 
     async def _maintenance_loop(self) -> None:
         """Store housekeeping at start and every `MAINTENANCE_INTERVAL_S`: data key rotation
@@ -420,12 +428,14 @@ class _WakingStore:
     ) -> list[str]:
         ids = await self._store.add(readings, cursor=cursor)
         self._service.committed += len(readings)
-        uplink = self._service.uplink
-        # Only while connected: a wake during an outage would make the uplink retry at once
-        # and grow its backoff; its own probe notices the broker coming back.
-        if uplink is not None and uplink.state.connected:
-            uplink.wake()
+        self._service.wake_uplink()
         return ids
+
+    async def record_event(self, kind: str, /, **detail: Any) -> None:
+        """An event (a stranger device, a malformed value) goes out now too, not at the
+        uplink's next idle recheck."""
+        await self._store.record_event(kind, **detail)
+        self._service.wake_uplink()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

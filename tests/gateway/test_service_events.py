@@ -1,5 +1,6 @@
 """While the clock is not trusted the events topic says so; once it is, what the uplink held
-for it goes at once (DESIGN, Config: "carebox status and the events topic say so")."""
+for it goes at once (DESIGN, Config: "carebox status and the events topic say so"). An event
+wakes a connected uplink, so it is published at once, not at the next idle recheck."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from typing import Literal
 
 from gateway.clock import ClockTrust
 from gateway.config import load_config
-from gateway.service import CLOCK_NOT_TRUSTED, CLOCK_TRUSTED, Service
+from gateway.service import CLOCK_NOT_TRUSTED, CLOCK_TRUSTED, Service, _WakingStore
 from gateway.store import Store
-from gateway.uplink.service import EventKind
+from gateway.uplink.service import EventKind, UplinkState
 
 
 class _Uplink:
-    def __init__(self) -> None:
+    def __init__(self, *, connected: bool = True) -> None:
         self.retried = 0
+        self.woken = 0
+        self.state = UplinkState(connected, None, None, None, None, 0)
 
     def retry_held(self) -> None:
         self.retried += 1
+
+    def wake(self) -> None:
+        self.woken += 1
 
 
 def _service(
@@ -77,3 +83,19 @@ async def test_a_trusted_clock_says_nothing(tmp_path: Path) -> None:
 def test_the_clock_event_is_the_uplinks_own_kind() -> None:
     # one kind on the events topic for "the clock is not trusted", whoever notices it
     assert CLOCK_NOT_TRUSTED == EventKind.CLOCK
+
+
+async def test_an_event_wakes_a_connected_uplink(tmp_path: Path) -> None:
+    svc = _service(tmp_path, [True])
+    store = await Store.open(tmp_path / "state", min_free_mb=0)
+    try:
+        seen = _WakingStore(store, svc)
+        svc.uplink = online = _Uplink()
+        await seen.record_event("stranger_device", address="C0:E2:00:00:00:99")
+        assert online.woken == 1
+        svc.uplink = offline = _Uplink(connected=False)  # its own probe notices the broker
+        await seen.record_event("stranger_device", address="C0:E2:00:00:00:98")
+        assert offline.woken == 0
+        assert await _kinds(store) == ["stranger_device", "stranger_device"]
+    finally:
+        await store.close()
