@@ -432,10 +432,16 @@ class _WakingStore:
         return ids
 
     async def record_event(self, kind: str, /, **detail: Any) -> None:
-        """An event (a stranger device, a malformed value) goes out now too, not at the
+        """An event (a stranger device, a device's trouble) goes out now too, not at the
         uplink's next idle recheck."""
         await self._store.record_event(kind, **detail)
         self._service.wake_uplink()
+
+    async def record_malformed(
+        self, device: str, characteristic: int, value: bytes, /, **detail: Any
+    ) -> None:
+        await self._store.record_malformed(device, characteristic, value, **detail)
+        self._service.wake_uplink()  # its event
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -44,6 +44,10 @@ class Store(Protocol):
 
     async def record_event(self, kind: str, /, **detail: Any) -> None: ...
 
+    async def record_malformed(
+        self, device: str, characteristic: int, value: bytes, /, **detail: Any
+    ) -> None: ...
+
 
 class BleConfigLike(Protocol):
     """`[ble]` of the config (`gateway.config.BleConfig`)."""

@@ -17,11 +17,12 @@ Order on every connection, whatever the class:
      >= cursor + 1" (all records when there is no cursor), join each measurement with the
      context that follows it, commit batches with the cursor in the same transaction, end on the
      RACP response (success or "no records found"); never ask the meter to delete (L8.1).
-A value that does not decode is recorded as a `malformed_value` event and the session goes on
-(L8.2). The event names the device, the characteristic, the length, the offset and a reason in
-field names and lengths (`malformed_detail`), never the bytes nor anything read from them:
-events are stored and published in plain JSON (DESIGN.md: no health value on `/events`); the hex
-goes to the DEBUG log only. A link lost mid-transfer commits every complete record received; the
+A value that does not decode is kept and the session goes on (L8.2): its bytes sealed in the
+store like a reading's (`Store.record_malformed`), with a `malformed_value` event that names the
+device, the characteristic, the length, the offset, a reason in field names and lengths
+(`malformed_detail`) and the sealed record's id, never the bytes nor anything read from them:
+events are stored and published in plain JSON (DESIGN.md: no health value on `/events`). The
+hex goes to the DEBUG log only. A link lost mid-transfer commits every complete record received; the
 next connection resumes at the cursor.
 
 Notifications arrive through bleak's synchronous callback into one inbox per session, which the
@@ -268,7 +269,8 @@ class Session:
         log.debug(
             "%s malformed %s value: hex %s", self.address, detail["characteristic"], exc.data.hex()
         )
-        await self.store.record_event("malformed_value", **detail)
+        # the bytes themselves are kept sealed, the event names their record (L8.2)
+        await self.store.record_malformed(self.address, exc.characteristic, exc.data, **detail)
 
     def _reading(
         self, uuid: int, value: bytes, at: datetime, context: bytes | None = None

@@ -67,7 +67,13 @@ from gateway.store.errors import (
     TamperedRecord,
     WrongKey,
 )
-from gateway.store.records import DeviceRecord, Event, StoredReading, StoreStats
+from gateway.store.records import (
+    DeviceRecord,
+    Event,
+    MalformedRecord,
+    StoredReading,
+    StoreStats,
+)
 from gateway.store.status import StoreStatus
 from gateway.store.store import KEY_MAX_AGE, Maintenance, Store
 
@@ -76,6 +82,7 @@ __all__ = [
     "DeviceRecord",
     "Event",
     "Maintenance",
+    "MalformedRecord",
     "Store",
     "StoreBusy",
     "StoreCorrupt",

@@ -45,6 +45,7 @@ __all__ = [
     "RpiOtpKek",
     "Sealer",
     "kek_provider",
+    "malformed_aad",
     "new_key",
     "outbox_aad_head",
     "read_rpi_otp_key",
@@ -125,6 +126,18 @@ class RowKeyer:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()[:ROW_KEY_LEN]
+
+
+def malformed_aad(key_id: int, record: int, device: str, characteristic: int) -> bytes:
+    """Associated data of a malformed value's record: its row, device and characteristic, so
+    the bytes cannot be passed off as another device's or moved to another row."""
+    return b"carebox-malformed|%d|%d|%d|%s|%d" % (
+        SEAL_FORMAT,
+        key_id,
+        record,
+        device.encode(),
+        characteristic,
+    )
 
 
 def outbox_aad_head(key_id: int) -> bytes:

@@ -36,6 +36,7 @@ __all__ = [
     "RECORD_FORMAT",
     "DeviceRecord",
     "Event",
+    "MalformedRecord",
     "StoreStats",
     "StoredReading",
     "pack_captured",
@@ -126,6 +127,18 @@ class Event:
     at: datetime
     kind: str
     detail: dict[str, str | int | float | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRecord:
+    """Bytes a device sent that did not decode, as received (LESSONS L8.2); `value` is None
+    when the record no longer opens (tampered, or its key is gone)."""
+
+    id: int
+    at: datetime
+    device: str
+    characteristic: int
+    value: bytes | None
 
 
 def to_us(at: datetime) -> int:

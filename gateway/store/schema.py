@@ -87,6 +87,18 @@ MIGRATIONS: Final[Sequence[str]] = (
     """
     CREATE INDEX outbox_delivered ON outbox (seq) WHERE key_id = 0;
     """,
+    # 4: bytes a device sent that do not decode, sealed like readings (LESSONS L8.2): the
+    # event log says what went wrong without them, this keeps them for whoever holds the keys
+    """
+    CREATE TABLE malformed (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        device TEXT NOT NULL,
+        characteristic INTEGER NOT NULL,
+        key_id INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

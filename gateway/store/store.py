@@ -27,6 +27,7 @@ from gateway.store.records import (
     CLOCK_TRUSTED,
     DeviceRecord,
     Event,
+    MalformedRecord,
     StoredReading,
     StoreStats,
     from_us,
@@ -44,6 +45,7 @@ MIB: Final = 1024 * 1024
 ESTIMATED_ROW_BYTES: Final = 400  # upper bound of one reading on disk, for the free-disk check
 QUOTA_THRESHOLDS: Final = (50, 80, 90, 100)  # percent of max_mb that raise quota_pressure
 EVENTS_KEPT: Final = 10_000  # prune() trims the event log to its newest entries
+MALFORMED_KEPT: Final = 1_000  # and the sealed malformed values (a faulty device repeats itself)
 INSERT_READINGS: Final = (
     "INSERT INTO outbox (rid, key_id, captured_at, payload) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (rid) DO NOTHING"
@@ -278,6 +280,46 @@ class _Engine:
                 raise StoreError(f"event detail {key!r} must be str, int, float or bool")
         with _Tx(self.conn) as c:
             self._event(c, kind, detail)
+
+    def record_malformed(
+        self, device: str, characteristic: int, value: bytes, detail: dict[str, DetailValue]
+    ) -> int:
+        """LESSONS L8.2: the bytes sealed under the current data key, and the event naming
+        them without them (`detail` plus `record`, the sealed row's id), in one transaction."""
+        for key, item in detail.items():
+            if not isinstance(item, str | int | float | bool):
+                raise StoreError(f"event detail {key!r} must be str, int, float or bool")
+        sealer = self.sealers[self.current]
+        with _Tx(self.conn) as c:
+            (record,) = c.execute(
+                "INSERT INTO malformed (at, device, characteristic, key_id, payload) "
+                "VALUES (?, ?, ?, ?, x'') RETURNING id",
+                (_now_ms(), device, characteristic, sealer.key_id),
+            ).fetchone()
+            aad = crypto.malformed_aad(sealer.key_id, record, device, characteristic)
+            c.execute(
+                "UPDATE malformed SET payload = ? WHERE id = ?",
+                (sealer.seal(aad, value), record),
+            )
+            self._event(c, "malformed_value", {**detail, "record": record})
+        return int(record)
+
+    def malformed(self, after: int, limit: int) -> list[MalformedRecord]:
+        rows = self.conn.execute(
+            "SELECT id, at, device, characteristic, key_id, payload FROM malformed "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        out = []
+        for record, at, device, characteristic, key_id, payload in rows:
+            value: bytes | None = None
+            sealer = self.sealers.get(key_id)
+            if sealer is not None:
+                with suppress(TamperedRecord):
+                    aad = crypto.malformed_aad(key_id, record, device, characteristic)
+                    value = sealer.open(aad, payload)
+            out.append(MalformedRecord(record, from_us(at * 1000), device, characteristic, value))
+        return out
 
     def events(self, after: int, limit: int) -> list[Event]:
         rows = self.conn.execute(
@@ -656,14 +698,19 @@ class _Engine:
             for key_id in [k for k in self.sealers if k != self.current]:
                 used = c.execute(
                     "SELECT EXISTS (SELECT 1 FROM outbox WHERE key_id = ?) "
-                    "OR EXISTS (SELECT 1 FROM quarantine WHERE key_id = ?)",
-                    (key_id, key_id),
+                    "OR EXISTS (SELECT 1 FROM quarantine WHERE key_id = ?) "
+                    "OR EXISTS (SELECT 1 FROM malformed WHERE key_id = ?)",
+                    (key_id, key_id, key_id),
                 ).fetchone()[0]
                 if not used:
                     c.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
                     del self.sealers[key_id]
             c.execute(
                 "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (EVENTS_KEPT,)
+            )
+            c.execute(
+                "DELETE FROM malformed WHERE id <= (SELECT max(id) FROM malformed) - ?",
+                (MALFORMED_KEPT,),
             )
         # executescript steps to the end; execute() would free one page per call
         self.conn.executescript("PRAGMA incremental_vacuum;")
@@ -882,6 +929,18 @@ class Store:
 
     async def events(self, after: int = 0, limit: int = 100) -> list[Event]:
         return await self._run(lambda: self._engine.events(after, limit))
+
+    async def record_malformed(
+        self, device: str, characteristic: int, value: bytes, /, **detail: DetailValue
+    ) -> None:
+        """Bytes from `device` that do not decode: sealed, with a `malformed_value` event
+        that names them (`detail`, never the bytes) and the sealed record's id."""
+        data = bytes(value)
+        await self._run(lambda: self._engine.record_malformed(device, characteristic, data, detail))
+
+    async def malformed(self, after: int = 0, limit: int = 100) -> list[MalformedRecord]:
+        """The sealed malformed values, opened (for diagnosis by whoever holds the keys)."""
+        return await self._run(lambda: self._engine.malformed(after, limit))
 
     async def upsert_device(self, device: DeviceRecord) -> None:
         await self._run(lambda: self._engine.upsert_device(device))

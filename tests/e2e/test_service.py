@@ -326,6 +326,11 @@ def test_a_running_gateways_files_hold_no_health_value(
     assert all(any(n in v for v in values) for n in needles[:CUFF_READINGS])
 
 
+async def _malformed_values(state_dir: Path) -> dict[int, bytes | None]:
+    async with await Store.open(state_dir, min_free_mb=0) as store:
+        return {m.id: m.value for m in await store.malformed()}
+
+
 async def _stored_values(state_dir: Path) -> list[bytes]:
     async with await Store.open(state_dir, min_free_mb=0) as store:
         return [s.reading.value for s in await store.lease(1000)]
@@ -423,6 +428,10 @@ def test_malformed_values_leave_no_bytes_in_events_or_files(
     cuff, meter = sorted(
         (e["detail"] for e in _events(sub, "malformed_value")), key=lambda d: str(d["device"])
     )
+    records = {cuff.pop("record"): MALFORMED_CUFF, meter.pop("record"): MALFORMED_METER}
+    # the bytes are kept sealed in the store (LESSONS L8.2), each named by its event
+    kept = asyncio.run(_malformed_values(state))
+    assert kept == {record: bytes.fromhex(value) for record, value in records.items()}
     assert cuff == {
         "device": "C0:E2:00:00:00:0B",
         "characteristic": "2A35",

@@ -68,6 +68,13 @@ class RecordingStore:
         await self.store.record_event(kind, **detail)
         self.events.append((kind, detail))
 
+    async def record_malformed(
+        self, device: str, characteristic: int, value: bytes, /, **detail: Any
+    ) -> None:
+        await self.store.record_malformed(device, characteristic, value, **detail)
+        *_, event = await self.store.events(after=0, limit=10**6)
+        self.events.append((event.kind, dict(event.detail)))
+
     def events_of(self, kind: str) -> list[dict[str, Any]]:
         return [d for k, d in self.events if k == kind]
 

@@ -69,4 +69,8 @@ async def test_malformed_value_event_names_the_fault_not_the_bytes(
         "offset": 17,
         "error": "MalformedValue",
         "reason": "measurement_status needs 2 octet(s), 0 left",
+        "record": 1,
     }
+    # the bytes themselves are kept, sealed, for whoever holds the keys (LESSONS L8.2)
+    (kept,) = await store.store.malformed()
+    assert (kept.id, kept.device, kept.characteristic, kept.value) == (1, cuff.address, 0x2A35, bad)

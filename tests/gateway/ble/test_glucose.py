@@ -73,7 +73,19 @@ async def test_corrupt_record_becomes_an_event_and_the_rest_flows(
     assert len(bad) == 2
     assert bad[0]["characteristic"] == "2A18"
     assert bad[0]["length"] == len(meter.records[2].measurement[:1])  # the bytes stay out
-    assert set(bad[0]) == {"device", "characteristic", "length", "offset", "error", "reason"}
+    assert set(bad[0]) == {
+        "device",
+        "characteristic",
+        "length",
+        "offset",
+        "error",
+        "reason",
+        "record",
+    }
+    # ...of the event: they are kept sealed, each named by its event (LESSONS L8.2)
+    kept = await store.store.malformed()
+    assert [k.id for k in kept] == [e["record"] for e in bad]
+    assert [k.value for k in kept] == [meter.records[2].measurement[:1]] * 2
     assert [r.sequence_number() for r in store.readings] == [0, 1, 3, 4, 6]
     assert store.cursors[meter.address] == 6
 

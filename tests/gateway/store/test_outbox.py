@@ -317,6 +317,7 @@ async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) 
         await s.prune()  # into `tombstones`, as version 2 kept them
     with sqlite3.connect(state_dir / "store.db") as conn:
         conn.execute("DROP INDEX outbox_delivered")
+        conn.execute("DROP TABLE malformed")
         conn.execute("PRAGMA user_version = 2")
     async with await Store.open(state_dir, min_free_mb=0) as s:
         assert await s.add([current_time(0)]) == ids[:1]
@@ -324,7 +325,20 @@ async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) 
         await s.ack(ids[2:3])
         assert (await s.stats()).tombstones == 3
     with sqlite3.connect(state_dir / "store.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 4
+
+
+async def test_version_3_database_gains_the_sealed_malformed_values(state_dir: Path) -> None:
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        ids = await s.add([current_time(n) for n in range(2)])
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        conn.execute("DROP TABLE malformed")  # as version 3 had it
+        conn.execute("PRAGMA user_version = 3")
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        assert [x.id for x in await s.lease(10)] == ids
+        await s.record_malformed("C0:11:22:33:44:55", 0x2A35, b"\x1e\x78", length=2)
+        (kept,) = await s.malformed()
+        assert kept.value == b"\x1e\x78"
 
 
 async def test_leases_of_different_lengths_expire_each_in_time(
