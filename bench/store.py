@@ -222,9 +222,12 @@ async def bench_add_fresh(root: Path, n: int) -> float:
         return ADD_READINGS / (time.perf_counter() - t0)
 
 
-def bench_raw(root: Path, blob_len: int, name: str) -> float:
-    """Same rows, same pragmas, same batch size and one commit per batch: the limit."""
-    conn = sqlite3.connect(root / f"{name}.db", isolation_level=None)
+RAW_INSERT = "INSERT INTO outbox (rid, key_id, captured_at, payload) VALUES (?, ?, ?, ?)"
+
+
+def raw_db(path: Path) -> sqlite3.Connection:
+    """The raw limit's database: the store's pragmas and outbox table, nothing of the store."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -234,6 +237,12 @@ def bench_raw(root: Path, blob_len: int, name: str) -> float:
         "lease_until REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
         "payload BLOB NOT NULL)"
     )
+    return conn
+
+
+def bench_raw(root: Path, blob_len: int, name: str) -> float:
+    """Same rows, same pragmas, same batch size and one commit per batch: the limit."""
+    conn = raw_db(root / f"{name}.db")
     rows = [
         [(os.urandom(16), 2, 1_700_000_000_000, os.urandom(blob_len)) for _ in range(BATCH)]
         for _ in range(ADD_READINGS // BATCH)
@@ -241,9 +250,7 @@ def bench_raw(root: Path, blob_len: int, name: str) -> float:
     t0 = time.perf_counter()
     for batch in rows:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO outbox (rid, key_id, captured_at, payload) VALUES (?, ?, ?, ?)", batch
-        )
+        conn.executemany(RAW_INSERT, batch)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     conn.close()
@@ -330,24 +337,13 @@ async def bench_add_parts(root: Path) -> dict[str, float]:
 
 
 def bench_raw_parts(root: Path, blob_len: int) -> dict[str, float]:
-    conn = sqlite3.connect(root / "raw-parts.db", isolation_level=None)
-    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute(
-        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, rid BLOB NOT NULL UNIQUE, "
-        "key_id INTEGER NOT NULL, captured_at INTEGER NOT NULL, "
-        "lease_until REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
-        "payload BLOB NOT NULL)"
-    )
+    conn = raw_db(root / "raw-parts.db")
     spent = {"insert": 0.0, "commit": 0.0}
     for _ in range(60):
         batch = [(os.urandom(16), 2, 1, os.urandom(blob_len)) for _ in range(BATCH)]
         t = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO outbox (rid, key_id, captured_at, payload) VALUES (?, ?, ?, ?)", batch
-        )
+        conn.executemany(RAW_INSERT, batch)
         spent["insert"] += time.perf_counter() - t
         t = time.perf_counter()
         conn.execute("COMMIT")

@@ -274,10 +274,14 @@ class _Engine:
             (_now_ms(), kind, json.dumps(detail, sort_keys=True)),
         )
 
-    def record_event(self, kind: str, detail: dict[str, DetailValue]) -> None:
+    @staticmethod
+    def _check_detail(detail: dict[str, DetailValue]) -> None:
         for key, value in detail.items():
             if not isinstance(value, str | int | float | bool):
                 raise StoreError(f"event detail {key!r} must be str, int, float or bool")
+
+    def record_event(self, kind: str, detail: dict[str, DetailValue]) -> None:
+        self._check_detail(detail)
         with _Tx(self.conn) as c:
             self._event(c, kind, detail)
 
@@ -286,9 +290,7 @@ class _Engine:
     ) -> int:
         """LESSONS L8.2: the bytes sealed under the current data key, and the event naming
         them without them (`detail` plus `record`, the sealed row's id), in one transaction."""
-        for key, item in detail.items():
-            if not isinstance(item, str | int | float | bool):
-                raise StoreError(f"event detail {key!r} must be str, int, float or bool")
+        self._check_detail(detail)
         sealer = self.sealers[self.current]
         with _Tx(self.conn) as c:
             (record,) = c.execute(
