@@ -5,6 +5,7 @@ Layout
     store.py     `Store`, the async facade; `_Engine`, all SQL, run on one owner thread
     schema.py    database file, durability pragmas (and why), forward migrations, set-aside
     crypto.py    the only importer of `cryptography`: seal/open, key wrap, KEK providers
+    acked.py     `AckedRuns`: delivered rows awaiting the flush, as runs of seqs
     records.py   the values (`StoredReading`, `StoreStats`, `DeviceRecord`, `Event`) and the
                  sealed plaintext layout of a reading
     status.py    read-only stats/devices for `carebox status` from another process
@@ -21,15 +22,17 @@ Invariants
   a ciphertext moved to another row fails. The plaintext layout (records.py, version in its
   first byte, under the tag) is 2 now; layout 1 records still open. A record failing its tag
   moves to `quarantine` with a ``tampered_record`` event and the queue flows on.
-- `ack` erases the payload in the same transaction and keeps a tombstone (the row key): a
-  reading replayed by a device after delivery is recognised and not stored again. The
-  tombstone first stays in place (the row, with key id 0 and no payload, still in the
-  outbox's unique index); when a lease finds the queue empty (a drain is over), every
-  `DELIVERED_FLUSH` of them, and at `prune`, they move to `tombstones` in key order, one
-  transaction: random-order index writes done in bulk, off the delivery path. Nothing
-  delivered keeps its data (`StoreStats.delivered_waiting_prune` is 0;
-  `tombstones` counts both kinds). An add asks `tombstones` only for the keys an in-memory
-  bitmap of its keys (delivered_filter.py, read at open) cannot rule out.
+- `ack` records the delivered rows as runs of seqs in `acked` (acked.py): one small row a
+  run, not a rewrite of each row, on the delivery path. A delivered row stays in the outbox,
+  sealed, its row key in the unique index, so a reading replayed by a device after delivery
+  is recognised and not stored again. When a lease finds the queue empty (a drain is over),
+  every `DELIVERED_FLUSH` delivered rows, before a retention expiry and at `prune`, the flush
+  moves their keys to `tombstones` in key order and deletes the rows, one transaction:
+  random-order index writes done in bulk, off the delivery path. Until then
+  `StoreStats.delivered_waiting_prune` counts them; `tombstones` counts every delivered key.
+  (A database from before schema 5 may still hold rows an ack rewrote in place, key id 0 and
+  no payload; they count and flush the same way.) An add asks `tombstones` only for the keys
+  an in-memory bitmap of its keys (delivered_filter.py, read at open) cannot rule out.
 - `maintain` (the service runs it at start and every 6 hours): a new data key once the current
   one is `KEY_MAX_AGE` old, then `prune`.
 - Nothing undelivered is deleted, except by a technician's `retention_days`. Past the

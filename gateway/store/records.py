@@ -87,8 +87,9 @@ class StoredReading:
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
-    """What `carebox status` shows; no health values. `delivered_waiting_prune` is always 0
-    with this design (an ack deletes the row at once, keeping only a tombstone)."""
+    """What `carebox status` shows; no health values. `delivered_waiting_prune`: rows
+    delivered whose sealed payload the store still holds, until its next flush (when the queue
+    runs empty, at prune); `tombstones` counts every delivered reading's key, those included."""
 
     queue_depth: int
     oldest_waiting: datetime | None

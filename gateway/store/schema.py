@@ -99,6 +99,10 @@ MIGRATIONS: Final[Sequence[str]] = (
         payload BLOB NOT NULL
     );
     """,
+    # 5: an ack writes the delivered rows' seqs as runs (acked.py), not each row in place
+    """
+    CREATE TABLE acked (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.store.acked import AckedRuns
 from gateway.store.errors import StoreError
 from gateway.store.records import DeviceRecord, StoreStats, from_us
 from gateway.store.schema import BUSY_TIMEOUT_MS, DB_NAME
@@ -37,25 +38,34 @@ def stats_of(
     conn: sqlite3.Connection, path: Path, *, leased: int = 0, floor: int = -1
 ) -> StoreStats:
     """`floor`: a seq below which every row is known delivered (the store's own lease floor),
-    so finding the oldest waiting row does not step over every tombstone kept in place."""
-    # a delivered row may wait in place as a tombstone (key_id 0, payload erased; store.py)
+    so finding the oldest waiting row does not step over every delivered row kept."""
+    # a delivered row waits in the outbox until the store's flush: its seq in a run of `acked`
+    # (sealed payload kept), or, written before schema 5, a tombstone in place (key_id 0)
     rows = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    delivered = conn.execute("SELECT count(*) FROM outbox WHERE key_id = 0").fetchone()[0]
-    depth = rows - delivered
-    oldest = conn.execute(
-        "SELECT captured_at FROM outbox WHERE seq > ? AND key_id != 0 ORDER BY seq LIMIT 1",
-        (floor,),
-    ).fetchone()
+    in_place = conn.execute("SELECT count(*) FROM outbox WHERE key_id = 0").fetchone()[0]
+    runs = AckedRuns(conn.execute("SELECT lo, hi FROM acked").fetchall())
+    acked = runs.count
+    depth = rows - in_place - acked
+    while True:  # the first row not delivered: each step jumps over a whole delivered run
+        oldest = conn.execute(
+            "SELECT seq, captured_at FROM outbox WHERE seq > ? AND key_id != 0 "
+            "ORDER BY seq LIMIT 1",
+            (floor,),
+        ).fetchone()
+        end = None if oldest is None else runs.run_end(oldest[0])
+        if end is None:
+            break
+        floor = end
     last_ack = conn.execute("SELECT value FROM meta WHERE name = 'last_ack'").fetchone()
     quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    tombstones = conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] + delivered
+    tombstones = conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] + in_place + acked
     size = sum(_file_size(path.with_name(path.name + s)) for s in ("", "-wal"))
     return StoreStats(
         queue_depth=int(depth),
-        oldest_waiting=from_us(int(oldest[0]) * 1000) if oldest else None,
+        oldest_waiting=from_us(int(oldest[1]) * 1000) if oldest else None,
         last_ack=from_us(int(last_ack[0]) * 1000) if last_ack else None,
         size_bytes=size,
-        delivered_waiting_prune=0,
+        delivered_waiting_prune=int(acked),
         quarantined=int(quarantined),
         leased=leased,
         tombstones=int(tombstones),

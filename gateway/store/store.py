@@ -20,6 +20,7 @@ from typing import Final, Self, TypeVar
 
 from device_drivers.reading import Reading
 from gateway.store import crypto
+from gateway.store.acked import AckedRuns, runs_of
 from gateway.store.delivered_filter import DeliveredFilter
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
 from gateway.store.owner_thread import OwnerThread
@@ -52,11 +53,12 @@ INSERT_READINGS: Final = (
 )  # (rid, key id, captured ms, sealed payload): a reading the outbox holds is skipped
 ROOM_RECHECK_S: Final = 1.0  # the disk is asked again at least this often while adding
 KEY_MAX_AGE: Final = timedelta(days=30)  # a data key seals at most a month of readings
-DELIVERED_FLUSH: Final = 250_000  # in-place tombstones moved to `tombstones` at once (sorted),
-# or sooner when the queue runs empty (a lease finding nothing) or at prune
-# a delivered row waiting in place as a tombstone: key id 0 (no key has it; the literal 0 is
-# what lets SQLite use the partial index outbox_delivered), payload erased
-_TO_TOMBSTONE: Final = "UPDATE outbox SET key_id = 0, payload = x'', captured_at = 0, attempts = 0"
+DELIVERED_FLUSH: Final = 250_000  # delivered rows moved to `tombstones` at once (sorted), or
+# sooner when the queue runs empty (a lease finding nothing), before a retention expiry, at
+# prune. Delivered rows wait as runs of seqs in `acked` (acked.py); a database written before
+# schema 5 may also hold rows tombstoned in place (key id 0, payload erased; the literal 0 is
+# what lets SQLite use the partial index outbox_delivered), which the flush moves the same way
+_PAST_ALL: Final = 2**63  # above every seq
 ACK_CHUNK: Final = 400  # keys per IN (...) list: two lists stay under SQLite < 3.32's 999
 DetailValue = str | int | float | bool
 # The Device Information strings of a `devices` row, the only columns a DIS read may write: a
@@ -151,14 +153,15 @@ class _Engine:
         self.retention = retention
         self.clock = clock
         self.lock_fd = self._lock()
-        # seq -> (lease expiry on `clock`, row key, leases not yet counted in `attempts`):
+        # row key -> (lease expiry on `clock`, seq, leases not yet counted in `attempts`):
         # leases are promises of this process only, so they live here, not in the file, and a
         # lease costs no write. Entries go at ack, release, quarantine, retention and close.
-        self.leases: dict[int, tuple[float, bytes, int]] = {}
-        # every row with seq <= floor is a delivered tombstone in place (or gone): leases
-        # start after it. Only a flush deletes such rows, so only a flush resets it.
+        self.leases: dict[bytes, tuple[float, int, int]] = {}
+        # every row with seq <= floor is delivered (acked, or a tombstone in place, or gone):
+        # leases start after it. Only a flush deletes such rows, so only a flush resets it.
         self.floor = -1
-        self.pending = 0  # delivered rows waiting in place (key_id 0)
+        self.acked = AckedRuns()  # delivered rows still in the outbox, as runs of seqs
+        self.pending = 0  # delivered rows still in the outbox (acked, or key_id 0)
         # every row with seq <= held_to is leased (or delivered, or gone) until held_until at
         # least: a lease starts after it. Reset by whatever could free a row below it.
         self.held_to = -1
@@ -185,7 +188,8 @@ class _Engine:
             with _Tx(self.conn) as c:
                 # leases are promises of this process only: whatever was in flight died
                 c.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until != 0")
-                self.pending = int(
+                self.acked = AckedRuns(c.execute("SELECT lo, hi FROM acked").fetchall())
+                self.pending = self.acked.count + int(
                     c.execute(
                         "SELECT count(*) FROM outbox WHERE key_id = 0"  # outbox_delivered
                     ).fetchone()[0]
@@ -394,14 +398,17 @@ class _Engine:
         """Delete undelivered readings older than the technician's retention limit."""
         if self.retention is None:
             return 0
+        if self.acked:
+            # delivered rows keep their tombstones (dedup); what remains is all undelivered
+            self._flush_delivered()
         cutoff = _now_ms() - self.retention // timedelta(milliseconds=1)
         with _Tx(self.conn) as c:
             gone = c.execute(
-                "DELETE FROM outbox WHERE captured_at < ? AND key_id != 0 RETURNING seq",
+                "DELETE FROM outbox WHERE captured_at < ? AND key_id != 0 RETURNING rid",
                 (cutoff,),
             ).fetchall()
-            for (seq,) in gone:
-                self.leases.pop(seq, None)
+            for (rid,) in gone:
+                self.leases.pop(rid, None)
             if gone:
                 self.held_to = -1  # the newest row gone: its seq may be reused
             n = len(gone)
@@ -485,16 +492,23 @@ class _Engine:
         times: dict[int, datetime] = {}
         openers: dict[int, crypto.Sealer] = {}
         # a read, not a write: leases are this process's promises, kept in `self.leases`
-        first = self.conn.execute(
-            "SELECT seq FROM outbox WHERE seq > ? AND key_id != 0 ORDER BY seq LIMIT 1",
-            (self.floor,),
-        ).fetchone()
-        if first is None:
-            if self.pending:
-                # nothing waits: the drain is over, a good time to tidy the tombstones away
-                # (during a drain this move would cost the delivery path ~10 us a reading)
-                self._flush_delivered()
-            return []
+        acked = self.acked
+        while True:
+            first = self.conn.execute(
+                "SELECT seq FROM outbox WHERE seq > ? AND key_id != 0 ORDER BY seq LIMIT 1",
+                (self.floor,),
+            ).fetchone()
+            if first is None:
+                if self.pending:
+                    # nothing waits: the drain is over, a good time to tidy the delivered rows
+                    # away (during a drain this move would cost the delivery path ~10 us a
+                    # reading)
+                    self._flush_delivered()
+                return []
+            end = acked.run_end(first[0]) if acked else None
+            if end is None:
+                break
+            self.floor = end  # the oldest rows are delivered, waiting for the flush
         self.floor = first[0] - 1  # what the query stepped over is all delivered
         # past the rows earlier leases held, while none of those can have expired
         start, held_until = self.floor, until
@@ -505,6 +519,10 @@ class _Engine:
             "WHERE seq > ? AND key_id != 0 ORDER BY seq",
             (start,),
         )
+        # the delivered runs ahead of the scan, stepped over as it meets them
+        skip = acked.after(start)
+        skip_at = 0
+        skip_lo, skip_hi = skip[0] if skip else (_PAST_ALL, _PAST_ALL)
         try:
             while len(out) < limit:
                 rows = cur.fetchmany(limit - len(out))
@@ -514,9 +532,18 @@ class _Engine:
                 # quarantined): the next lease may start after the last one
                 self.held_to = rows[-1][0]
                 for seq, rid, key_id, captured, attempts, payload in rows:
-                    held = leases.get(seq)
+                    if seq >= skip_lo:
+                        while seq > skip_hi:
+                            skip_at += 1
+                            if skip_at == len(skip):
+                                skip_lo = skip_hi = _PAST_ALL
+                                break
+                            skip_lo, skip_hi = skip[skip_at]
+                        if skip_lo <= seq:  # and seq <= skip_hi: in a delivered run
+                            continue
+                    held = leases.get(rid)
                     unsaved = 0  # leases of this row by this process not yet in `attempts`
-                    if held is not None and held[1] == rid:  # a seq reused: not this row's
+                    if held is not None and held[1] == seq:  # a seq reused: not this row's
                         if held[0] > now:
                             held_until = min(held_until, held[0])
                             continue
@@ -549,7 +576,7 @@ class _Engine:
                     captured_at = times.get(captured_us)
                     if captured_at is None:
                         captured_at = times[captured_us] = from_us(captured_us)
-                    leases[seq] = (until, rid, unsaved + 1)
+                    leases[rid] = (until, seq, unsaved + 1)
                     out.append(
                         StoredReading(
                             rid.hex(),
@@ -586,14 +613,14 @@ class _Engine:
         return sealer
 
     def _quarantine(self, c: sqlite3.Connection, seq: int, reason: str) -> None:
-        key_id = c.execute("SELECT key_id FROM outbox WHERE seq = ?", (seq,)).fetchone()[0]
+        rid, key_id = c.execute("SELECT rid, key_id FROM outbox WHERE seq = ?", (seq,)).fetchone()
         c.execute(
             "INSERT OR REPLACE INTO quarantine "
             "SELECT seq, rid, key_id, captured_at, payload, ?, ? FROM outbox WHERE seq = ?",
             (reason, _now_ms(), seq),
         )
         c.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-        self.leases.pop(seq, None)
+        self.leases.pop(rid, None)
         self.held_to = -1  # the newest row gone: its seq may be reused
         self._event(c, "tampered_record", {"row": seq, "key_id": key_id, "reason": reason})
 
@@ -605,63 +632,69 @@ class _Engine:
             raise StoreError(f"not a store id: {exc}") from exc
 
     def ack(self, ids: Sequence[str]) -> None:
-        """The rows become tombstones in place: payload erased, key id 0, row key
-        kept in the outbox's unique index (which dedups them meanwhile). Only the rows' own
-        pages are written, in seq order; the random-order writes of moving row keys into
-        `tombstones` happen later for many rows at once, sorted (`_flush_delivered`)."""
-        rids = sorted(self._rids(ids))  # in key order: neighbouring index pages, hot cache
+        """Delivered: the rows' seqs join `acked` as runs (acked.py), one small row a run,
+        instead of a rewrite of every row. The rows stay in the outbox (sealed, their row keys
+        in its unique index dedup them meanwhile) until the flush moves their keys to
+        `tombstones` and deletes them, many at once, in key order (`_flush_delivered`)."""
+        rids = self._rids(ids)
         if not rids:
             return
-        # rows this process leased are found by seq (the table's own order); others by key
-        held = {rid: seq for seq, (_, rid, _) in self.leases.items()}
-        by_seq = sorted((held[r], r) for (r,) in rids if r in held)
-        by_rid = [r for (r,) in rids if r not in held]
+        leases = self.leases
         seqs: list[int] = []
+        others: list[bytes] = []  # not leased by this process: found by key
+        for (rid,) in rids:
+            held = leases.get(rid)
+            if held is None:
+                others.append(rid)
+            else:
+                seqs.append(held[1])
         with _Tx(self.conn, durable=False) as c:
-            for start in range(0, len(by_seq), ACK_CHUNK):
-                chunk = by_seq[start : start + ACK_CHUNK]
+            for start in range(0, len(others), ACK_CHUNK):
+                chunk = others[start : start + ACK_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 seqs += (
                     seq
                     for (seq,) in c.execute(
-                        f"{_TO_TOMBSTONE} WHERE seq IN ({marks}) AND rid IN ({marks}) "
-                        "AND key_id != 0 RETURNING seq",
-                        [seq for seq, _ in chunk] + [r for _, r in chunk],
-                    ).fetchall()
+                        f"SELECT seq FROM outbox WHERE rid IN ({marks}) AND key_id != 0",  # noqa: S608
+                        chunk,
+                    )
                 )
-            for start in range(0, len(by_rid), ACK_CHUNK):
-                chunk_rids = by_rid[start : start + ACK_CHUNK]
-                marks = ", ".join("?" * len(chunk_rids))
-                seqs += (
-                    seq
-                    for (seq,) in c.execute(
-                        f"{_TO_TOMBSTONE} WHERE rid IN ({marks}) AND key_id != 0 RETURNING seq",
-                        chunk_rids,
-                    ).fetchall()
-                )
+            runs = runs_of(self.acked.new_of(seqs))  # an id acked twice counts once
+            c.executemany("INSERT INTO acked VALUES (?, ?)", runs)
             c.execute(
                 "INSERT INTO meta VALUES ('last_ack', ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (_now_ms(),),
             )
-        self.pending += len(seqs)
-        for seq in seqs:  # only once committed: a failed ack leaves the leases held
-            self.leases.pop(seq, None)
+        # only once committed: a failed ack leaves the leases held
+        self.acked.add(runs)
+        self.pending += sum(hi - lo + 1 for lo, hi in runs)
+        for (rid,) in rids:
+            leases.pop(rid, None)
         if self.pending >= DELIVERED_FLUSH:
             self._flush_delivered()
 
     def _flush_delivered(self) -> None:
-        """Move the in-place tombstones to `tombstones`, in key order, in one transaction."""
+        """Move the delivered rows' keys to `tombstones`, in key order, and delete the rows,
+        in one transaction."""
+        runs = self.acked.runs()
         with _Tx(self.conn, durable=False) as c:
             # the bits go in before the commit: a rolled-back move leaves only false positives
             self.delivered.update(
                 rid
                 for (rid,) in c.execute(
+                    # each run a range of the table's own order (CROSS JOIN fixes the loop
+                    # order; the planner would rather walk the whole key index), then sorted
                     "INSERT OR IGNORE INTO tombstones "
-                    "SELECT rid FROM outbox WHERE key_id = 0 ORDER BY rid RETURNING rid"
+                    "SELECT rid FROM outbox INDEXED BY outbox_delivered WHERE key_id = 0 "
+                    "UNION ALL SELECT o.rid FROM acked a CROSS JOIN outbox o "
+                    "ON o.seq BETWEEN a.lo AND a.hi ORDER BY 1 RETURNING rid"
                 )
             )
             c.execute("DELETE FROM outbox WHERE key_id = 0")
+            c.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", runs)
+            c.execute("DELETE FROM acked")
+        self.acked.clear()
         self.pending = 0
         self.floor = self.held_to = -1  # the deleted rows may have been the newest: seqs reused
         if self.delivered.full:
@@ -676,14 +709,13 @@ class _Engine:
         leases = self.leases
         self.held_to = -1
         for (rid,) in self._rids(ids):
-            row = self.conn.execute("SELECT seq FROM outbox WHERE rid = ?", (rid,)).fetchone()
-            held = None if row is None else leases.get(row[0])
-            if held is not None and held[1] == rid:
-                leases[row[0]] = (0.0, rid, held[2])
+            held = leases.get(rid)
+            if held is not None:
+                leases[rid] = (0.0, held[1], held[2])
 
     def _save_attempts(self) -> None:
         """Write the leases' counts into `attempts` (one transaction), ending them all."""
-        counts = [(n, seq, rid) for seq, (_, rid, n) in self.leases.items()]
+        counts = [(n, seq, rid) for rid, (_, seq, n) in self.leases.items()]
         self.leases.clear()
         if counts:
             with _Tx(self.conn, durable=False) as c:
@@ -889,7 +921,8 @@ class Store:
         return await self._run(lambda: self._engine.lease(limit, lease_s))
 
     async def ack(self, ids: Sequence[str]) -> None:
-        """Delivered upstream: the rows go at once, their tombstones stay (dedup)."""
+        """Delivered upstream: never leased again; the rows' keys stay (dedup), their sealed
+        payloads go at the next flush (the queue found empty, prune)."""
         batch = list(ids)
         await self._run(lambda: self._engine.ack(batch))
 

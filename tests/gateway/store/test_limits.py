@@ -59,20 +59,25 @@ async def test_full_disk_refuses_clearly_and_loses_nothing(small_fs: Path, floor
         assert "nothing committed was lost" in str(exc)
         with pytest.raises(StoreFull):  # refused again while still full
             await store.add(refused)
+        delivered: set[str] = set()
         if not floor_mb:
-            # no headroom was kept: a lease still works (it writes nothing), an ack cannot
-            # (rows and tombstones are written): a clear error until space is freed
-            leased = await store.lease(1000)
+            # no headroom was kept: a lease still works (it writes nothing); an ack writes a
+            # few bytes (runs of seqs), which a full disk may still take or refuse: either the
+            # readings are delivered for good, or a clear error leaves them waiting
+            leased = [s.id for s in await store.lease(1000)]
             assert len(leased) == 1000
-            with pytest.raises(StoreFull, match="free disk space"):
-                await store.ack([s.id for s in leased])
-            await store.release([s.id for s in leased])
+            try:
+                await store.ack(leased)
+                delivered = set(leased)
+            except StoreFull as full:
+                assert "free disk space" in str(full)
+                await store.release(leased)
         _grow(small_fs)
         # one event for the episode (written late when the full disk refused it at once)
         late = await store.add([current_time(999_999)])
         full = [e for e in await store.events() if e.kind == "store_full"]
         assert len(full) == 1
-    ids = [i for batch in committed for i in batch] + late
+    ids = [i for batch in committed for i in batch if i not in delivered] + late
     async with await Store.open(state_dir, min_free_mb=0) as store:
         got = []
         while leased := await store.lease(1000):

@@ -32,7 +32,11 @@ async def test_add_lease_ack_round_trip(store: Store) -> None:
     assert stats.queue_depth == 2
     assert stats.last_ack is not None
     assert stats.tombstones == 3
-    assert stats.delivered_waiting_prune == 0
+    assert stats.delivered_waiting_prune == 3  # sealed until the flush
+    await store.ack(ids[3:])
+    assert await store.lease(10) == []  # the queue runs empty: the delivered rows go
+    stats = await store.stats()
+    assert (stats.queue_depth, stats.tombstones, stats.delivered_waiting_prune) == (0, 5, 0)
 
 
 async def test_duplicates_are_stored_once_even_after_delivery(store: Store) -> None:
@@ -268,21 +272,22 @@ async def test_a_failed_ack_keeps_nothing_half_done(store: Store) -> None:
 async def test_delivered_rows_stay_tombstones_through_the_bulk_move(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ack turns rows into tombstones in place; every DELIVERED_FLUSH of them (and prune)
-    moves them to `tombstones`. Dedup, stats and status hold on both sides of the move."""
+    """ack records the rows as delivered runs, kept in place; every DELIVERED_FLUSH of them
+    (and prune) moves their keys to `tombstones` and deletes them. Dedup, stats and status
+    hold on both sides of the move."""
     from gateway.store import store as store_module
 
     monkeypatch.setattr(store_module, "DELIVERED_FLUSH", 4)
     async with await Store.open(state_dir, min_free_mb=0) as s:
         ids = await s.add([current_time(n) for n in range(6)])
-        await s.ack([x.id for x in await s.lease(3)])  # 3 in place
+        await s.ack([x.id for x in await s.lease(3)])  # 3 kept, delivered
         stats = await s.stats()
-        assert (stats.queue_depth, stats.tombstones, stats.delivered_waiting_prune) == (3, 3, 0)
+        assert (stats.queue_depth, stats.tombstones, stats.delivered_waiting_prune) == (3, 3, 3)
         status = await asyncio.to_thread(Store.read_status, state_dir)
         assert (status.stats.queue_depth, status.stats.tombstones) == (3, 3)
-        assert await s.add([current_time(1)]) == ids[1:2]  # deduped by the in-place tombstone
+        assert await s.add([current_time(1)]) == ids[1:2]  # deduped by the row kept
         assert [x.id for x in await s.lease(10)] == ids[3:]
-        await s.ack(ids[3:4])  # 4 in place: moved
+        await s.ack(ids[3:4])  # 4 kept: moved
         with sqlite3.connect(state_dir / "store.db") as conn:
             assert conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 4
             assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
@@ -318,6 +323,7 @@ async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) 
     with sqlite3.connect(state_dir / "store.db") as conn:
         conn.execute("DROP INDEX outbox_delivered")
         conn.execute("DROP TABLE malformed")
+        conn.execute("DROP TABLE acked")
         conn.execute("PRAGMA user_version = 2")
     async with await Store.open(state_dir, min_free_mb=0) as s:
         assert await s.add([current_time(0)]) == ids[:1]
@@ -325,7 +331,7 @@ async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) 
         await s.ack(ids[2:3])
         assert (await s.stats()).tombstones == 3
     with sqlite3.connect(state_dir / "store.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 5
 
 
 async def test_version_3_database_gains_the_sealed_malformed_values(state_dir: Path) -> None:
@@ -333,12 +339,42 @@ async def test_version_3_database_gains_the_sealed_malformed_values(state_dir: P
         ids = await s.add([current_time(n) for n in range(2)])
     with sqlite3.connect(state_dir / "store.db") as conn:
         conn.execute("DROP TABLE malformed")  # as version 3 had it
+        conn.execute("DROP TABLE acked")
         conn.execute("PRAGMA user_version = 3")
     async with await Store.open(state_dir, min_free_mb=0) as s:
         assert [x.id for x in await s.lease(10)] == ids
         await s.record_malformed("C0:11:22:33:44:55", 0x2A35, b"\x1e\x78", length=2)
         (kept,) = await s.malformed()
         assert kept.value == b"\x1e\x78"
+
+
+async def test_version_4_database_keeps_its_in_place_tombstones(state_dir: Path) -> None:
+    """Before schema 5 an ack rewrote each delivered row in place (key id 0, payload erased):
+    such rows still dedup, count as delivered, and go to `tombstones` at the flush."""
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        ids = await s.add([current_time(n) for n in range(4)])
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        conn.execute(
+            "UPDATE outbox SET key_id = 0, payload = x'', captured_at = 0, attempts = 0 "
+            "WHERE seq <= 2"
+        )  # what version 4's ack wrote
+        conn.execute("DROP TABLE acked")
+        conn.execute("PRAGMA user_version = 4")
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        stats = await s.stats()
+        assert (stats.queue_depth, stats.tombstones, stats.delivered_waiting_prune) == (2, 2, 0)
+        assert await s.add([current_time(1), current_time(0)]) == [ids[1], ids[0]]
+        leased = [x.id for x in await s.lease(10)]
+        assert leased == ids[2:]
+        await s.ack(leased)
+        assert (await s.stats()).delivered_waiting_prune == 2
+        assert await s.lease(10) == []  # empty: both kinds are flushed
+        assert await s.add([current_time(n) for n in range(4)]) == ids
+        stats = await s.stats()
+        assert (stats.queue_depth, stats.tombstones, stats.delivered_waiting_prune) == (0, 4, 0)
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 4
 
 
 async def test_leases_of_different_lengths_expire_each_in_time(
