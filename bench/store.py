@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from device_drivers.reading import Reading
 from gateway.store import Store
 from gateway.store.delivered_filter import DeliveredFilter
-from gateway.store.records import pack_captured
+from gateway.store.records import pack_captured_many
 from gateway.store.store import INSERT_READINGS
 
 BATCH = 100
@@ -305,12 +305,12 @@ async def bench_add_parts(root: Path) -> dict[str, float]:
                 keys = [r.capture_key_values() for r in batch]
                 spent["keys"] += clock() - t
                 t = clock()
-                rids = [engine.row_key(identity.hex()) for identity, _ in keys]
+                rids = engine.row_key.of_digests([identity for identity, _ in keys])
                 spent["row_key"] += clock() - t
                 t = clock()
                 plain = [
-                    (sealer.aad_head + rid, pack_captured(r, identity, phd))
-                    for r, (identity, phd), rid in zip(batch, keys, rids, strict=True)
+                    (sealer.aad_head + rid, packed)
+                    for rid, packed in zip(rids, pack_captured_many(batch, keys), strict=True)
                 ]
                 spent["pack"] += clock() - t
                 t = clock()

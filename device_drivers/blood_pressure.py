@@ -175,6 +175,16 @@ def peek_timestamp(data: bytes) -> tuple[bool, datetime | None]:
         return False, None
 
 
+def peek_time_stamp_octets(data: bytes) -> bytes | None:
+    """The seven Date Time octets of a Blood Pressure Measurement value whose flags announce a
+    time stamp and whose length fits its flags; None otherwise. The date in them is not
+    checked (`peek_timestamp` is the checked form): for the store's capture path, which builds
+    the stamp's text and seconds from these integers without a datetime."""
+    if data and data[0] & _TIME_STAMP and len(data) >= _NEEDED[data[0]]:
+        return data[7:14]
+    return None
+
+
 def _write(fields: _Fields) -> bytes:
     unit, systolic, diastolic, mean, timestamp, pulse_rate, user_id, status = fields
     flags = _Flags(0)

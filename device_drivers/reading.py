@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from binascii import hexlify
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
-from device_drivers.blood_pressure import peek_timestamp
+from device_drivers.blood_pressure import peek_time_stamp_octets, peek_timestamp
 from device_drivers.codec import Codec, decode
 from device_drivers.errors import MalformedValue
 
@@ -28,6 +29,13 @@ BLOOD_PRESSURE_MEASUREMENT: Final = 0x2A35
 
 IDENTITY_BYTES: Final = 16  # an identity is this many bytes of SHA-256, as 32 hex digits
 PHD_EPOCH: Final = datetime(2000, 1, 1)  # noqa: DTZ001 - PHD IG counts device local time from here
+_PHD_EPOCH_ORDINAL: Final = PHD_EPOCH.toordinal()
+_DAY_S: Final = 86_400
+# "HH:", "MM:" and "SS|" of a time stamp's text in the identity material, by value
+_TWO_DIGITS_COLON: Final = tuple(b"%02d:" % n for n in range(60))
+_TWO_DIGITS_BAR: Final = tuple(b"%02d|" % n for n in range(60))
+_DAYS_KEPT: Final = 1024  # dates in `_days`: a box's devices measure on few days at a time
+_days: dict[bytes, tuple[bytes, int]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +103,33 @@ class Reading:
         value, which has no sequence number, needs only its time stamp: read without decoding
         the rest when that is certain to agree."""
         if self.characteristic == BLOOD_PRESSURE_MEASUREMENT:
-            certain, stamp = peek_timestamp(self.value)
+            value = self.value
+            octets = peek_time_stamp_octets(value)
+            # the text and seconds `_identity` and `_phd_seconds` would derive from the stamp's
+            # datetime, from its integers: a datetime and its isoformat cost more than the rest
+            # of the capture (test_capture_keys pins the two paths together). Bytes only: the
+            # date octets key a dict, and a bytearray's slice is unhashable
+            if octets is not None and isinstance(octets, bytes):
+                date_octets = octets[:4]
+                day = _days.get(date_octets) or _day(date_octets)
+                hour, minute, second = octets[4], octets[5], octets[6]
+                if day is not None and hour < 24 and minute < 60 and second < 60:
+                    day_text, day_s = day
+                    material = b"".join(
+                        (
+                            _stamp_head(self.device),
+                            day_text,
+                            _TWO_DIGITS_COLON[hour],
+                            _TWO_DIGITS_COLON[minute],
+                            _TWO_DIGITS_BAR[second],
+                            hexlify(value),
+                        )
+                    )
+                    return (
+                        hashlib.sha256(material).digest()[:IDENTITY_BYTES],
+                        day_s + hour * 3600 + minute * 60 + second,
+                    )
+            certain, stamp = peek_timestamp(value)
             if certain:
                 return self._identity(None, stamp), self._phd_seconds(stamp)
         m = self._decoded()
@@ -141,6 +175,32 @@ def _described(device: str, characteristic: int) -> str:
     """The identity material's first fields: a box has few devices, and this runs at every
     capture."""
     return f"{device.upper()}|{characteristic:04X}|"
+
+
+@functools.lru_cache(maxsize=64)
+def _stamp_head(device: str) -> bytes:
+    """The identity material of a time-stamped blood-pressure reading up to the stamp."""
+    return f"{_described(device, BLOOD_PRESSURE_MEASUREMENT)}ts:".encode()
+
+
+def _day(octets: bytes) -> tuple[bytes, int] | None:
+    """For a Date Time's first four octets (year u16, month, day): the date as the stamp's
+    `isoformat()` begins it, with the "T", and the PHD seconds at its midnight; None for a date
+    `peek_timestamp` refuses (the decoder then decides). Kept in `_days`."""
+    year = octets[0] | octets[1] << 8
+    if not 1582 <= year <= 9999:
+        return None
+    try:
+        day = date(year, octets[2], octets[3])
+    except ValueError:
+        return None
+    if len(_days) >= _DAYS_KEPT:
+        _days.clear()
+    found = _days[octets] = (
+        f"{day.isoformat()}T".encode(),
+        (day.toordinal() - _PHD_EPOCH_ORDINAL) * _DAY_S,
+    )
+    return found
 
 
 def _device_timestamp(m: Codec | None) -> datetime | None:

@@ -24,7 +24,8 @@ import hmac
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from binascii import hexlify
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -126,6 +127,19 @@ class RowKeyer:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()[:ROW_KEY_LEN]
+
+    def of_digests(self, digests: Iterable[bytes]) -> list[bytes]:
+        """The row key of each identity given as its bytes (the hex of which is the identity
+        keyed): the store's add path, which holds identities in binary."""
+        inner0, outer0 = self._inner, self._outer
+        out = []
+        for digest in digests:
+            inner = inner0.copy()
+            inner.update(hexlify(digest))
+            outer = outer0.copy()
+            outer.update(inner.digest())
+            out.append(outer.digest()[:ROW_KEY_LEN])
+        return out
 
 
 def malformed_aad(key_id: int, record: int, device: str, characteristic: int) -> bytes:

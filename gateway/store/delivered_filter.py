@@ -58,6 +58,8 @@ class DeliveredFilter:
 
     def candidates(self, rids: Iterable[bytes]) -> list[bytes]:
         """The keys of `rids` that may be tombstones; every one that is, is among them."""
+        if not self.count:  # nothing delivered yet (a new box): no bit to test
+            return []
         bits, shift = self._bits, self._shift
         return [
             rid for rid in rids if bits[(i := int.from_bytes(rid[:3]) >> shift) >> 3] >> (i & 7) & 1

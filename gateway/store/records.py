@@ -24,6 +24,7 @@ plaintext capture time it would say when a patient measured. Only the gateway's 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -40,6 +41,7 @@ __all__ = [
     "StoreStats",
     "StoredReading",
     "pack_captured",
+    "pack_captured_many",
     "pack_reading",
     "unpack_fields",
     "unpack_reading",
@@ -211,6 +213,55 @@ def pack_captured(reading: Reading, identity: bytes, phd_seconds: int) -> bytes:
     if offset is not None:
         return b"".join((head, _F64.pack(offset), tail, device, value, context))
     return b"".join((head, tail, device, value, context))
+
+
+def pack_captured_many(
+    readings: Sequence[Reading], keys: Sequence[tuple[bytes, int]]
+) -> list[bytes]:
+    """`pack_captured` of each reading with its keys, the same bytes. A batch mostly shares
+    one receive time and one device: each is converted once while it repeats. A reading with
+    optional fields packs through `pack_captured`."""
+    out = []
+    last_at: datetime | None = None
+    received_us = 0
+    last_device = ""
+    device = b""
+    pack = _HEAD2.pack
+    for reading, (identity, phd_seconds) in zip(readings, keys, strict=True):
+        value = reading.value
+        if (
+            reading.context is not None
+            or reading.device_clock_offset_s is not None
+            or reading.boot_id is not None
+            or len(identity) != _IDENTITY_LEN
+            or not _I64_MIN <= phd_seconds <= _I64_MAX
+            or len(value) > _U16_MAX
+        ):
+            out.append(pack_captured(reading, identity, phd_seconds))
+            continue
+        # `is`: a datetime and a str are immutable, so the same object converts the same
+        if reading.received_at is not last_at:
+            last_at = reading.received_at
+            received_us = to_us(last_at)
+        if reading.device is not last_device:
+            last_device = reading.device
+            device = last_device.encode()
+        if len(device) > _U8_MAX:
+            out.append(pack_captured(reading, identity, phd_seconds))
+            continue
+        head = pack(
+            RECORD_FORMAT,
+            CLOCK_TRUSTED if reading.clock_trusted else 0,
+            reading.characteristic,
+            received_us,
+            phd_seconds,
+            identity,
+            len(device),
+            len(value),
+            0,
+        )
+        out.append(head + device + value)
+    return out
 
 
 def _pack_v1(reading: Reading, identity: str, phd_timestamp: str, device: bytes) -> bytes:

@@ -32,7 +32,7 @@ from gateway.store.records import (
     StoredReading,
     StoreStats,
     from_us,
-    pack_captured,
+    pack_captured_many,
     to_us,
     unpack_fields,
 )
@@ -428,16 +428,15 @@ class _Engine:
         sealer = self.sealers[self.current]
         key_id = sealer.key_id
         now = _now_ms()
-        row_key = self.row_key
+        keys = [reading.capture_key_values() for reading in readings]  # once, at capture
+        rids = self.row_key.of_digests([identity for identity, _ in keys])
         aad_head = sealer.aad_head
-        rids = []
-        plain = []
-        for reading in readings:
-            identity, phd_seconds = reading.capture_key_values()  # once, at capture, one decode
-            rid = row_key(identity.hex())
-            rids.append(rid)
-            plain.append((aad_head + rid, pack_captured(reading, identity, phd_seconds)))
-        sealed = sealer.seal_many(plain)
+        sealed = sealer.seal_many(
+            [
+                (aad_head + rid, plain)
+                for rid, plain in zip(rids, pack_captured_many(readings, keys), strict=True)
+            ]
+        )
         ids = [rid.hex() for rid in rids]
         try:
             with _Tx(self.conn) as c:

@@ -214,8 +214,11 @@ async def test_rows_sealed_by_the_previous_layout_still_lease(
     with monkeypatch.context() as m:
         m.setattr(
             store_module,
-            "pack_captured",
-            lambda r, i, p: records._pack_v1(r, i.hex(), str(p), r.device.encode()),
+            "pack_captured_many",
+            lambda rs, keys: [
+                records._pack_v1(r, i.hex(), str(p), r.device.encode())
+                for r, (i, p) in zip(rs, keys, strict=True)
+            ],
         )
         async with await Store.open(state_dir, min_free_mb=0) as s:
             old_ids = await s.add(old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
 from datetime import UTC, datetime
@@ -124,3 +125,117 @@ def test_seal_many_draws_fresh_nonces_and_opens() -> None:
     ]
     with pytest.raises(TamperedRecord):
         sealer.open(items[1][0], blobs[0])  # moved to another row
+
+
+# Bytes written by Carebox before the add path was batched (computed with that version): a
+# reading re-sent after an upgrade must get the same identity, PHD seconds and row key, and a
+# record the same plaintext, or dedup against what the store holds breaks.
+PINNED_INDEX_KEY = bytes(range(32))
+PINNED_RX = datetime(2026, 3, 1, 8, 30, 15, 250_000, tzinfo=UTC)
+PINNED = [
+    (
+        Reading(
+            "C0:11:22:33:44:55",
+            0x2A35,
+            bytes.fromhex("06780050006400ea070b1c0f1e004800"),
+            PINNED_RX,
+            True,
+        ),
+        "76e4d7add62d525b5064e75d9def1f22",
+        849195000,
+        "45c2da5d53e65218f395960fa28fe127",
+        "02012a3500064bf24793045000000000329daff876e4d7add62d525b5064e75d9def1f22110010000043303a"
+        "31313a32323a33333a34343a353506780050006400ea070b1c0f1e004800",
+    ),
+    (
+        Reading(
+            "C0:11:22:33:44:55",
+            0x2A35,
+            bytes.fromhex("00780050006400"),
+            PINNED_RX,
+            False,
+            boot_id="00112233445566778899aabbccddeeff",
+            monotonic_ns=123456789,
+        ),
+        "652912c48bcedb691658607cf2a4e80b",
+        825669015,
+        "2f33b5d3e1bbc0391e54413eb30f0d11",
+        "02082a3500064bf247930450000000003136b597652912c48bcedb691658607cf2a4e80b110007000000112233"
+        "445566778899aabbccddeeff00000000075bcd1543303a31313a32323a33333a34343a353500780050006400",
+    ),
+    (
+        Reading(
+            "AA:BB:CC:DD:EE:FF",
+            0x2A18,
+            bytes.fromhex("030100ea070b1c0f1e00ffff5fb011"),
+            PINNED_RX,
+            True,
+            context=bytes.fromhex("0201000100"),
+            device_clock_offset_s=-12.5,
+        ),
+        "2d292c00a79dd90f68af055a9fc0e190",
+        849194940,
+        "ceb76387bd86dd3b756ef7d38429ebb1",
+        "02072a1800064bf24793045000000000329dafbc2d292c00a79dd90f68af055a9fc0e19011000f0005c02900"
+        "000000000041413a42423a43433a44443a45453a4646030100ea070b1c0f1e00ffff5fb0110201000100",
+    ),
+]
+
+
+def test_the_add_path_writes_the_bytes_earlier_versions_wrote() -> None:
+    batch = [reading for reading, *_ in PINNED]
+    keys = [reading.capture_key_values() for reading in batch]
+    rids = crypto.RowKeyer(PINNED_INDEX_KEY).of_digests([identity for identity, _ in keys])
+    plain = records.pack_captured_many(batch, keys)
+    for (_, identity, phd, rid, packed), (digest, seconds), got_rid, got in zip(
+        PINNED, keys, rids, plain, strict=True
+    ):
+        assert (digest.hex(), seconds) == (identity, phd)
+        assert got_rid.hex() == rid == crypto.row_key(PINNED_INDEX_KEY, identity).hex()
+        assert got.hex() == packed
+
+
+@settings(max_examples=50)
+@given(st.binary(min_size=1, max_size=100), st.lists(st.binary(max_size=40), max_size=5))
+def test_row_keys_of_digests_are_those_of_their_hex(key: bytes, digests: list[bytes]) -> None:
+    keyer = crypto.RowKeyer(key)
+    assert keyer.of_digests(digests) == [keyer(digest.hex()) for digest in digests]
+
+
+@settings(max_examples=60)
+@given(st.lists(readings(), max_size=6))
+def test_packing_a_batch_gives_each_reading_its_own_bytes(batch: list[Reading]) -> None:
+    """As a session's batch does, readings share one receive time and one device object, or
+    not; any reading may have optional fields."""
+    shared = [
+        dataclasses.replace(r, device=batch[0].device, received_at=batch[0].received_at)
+        for r in batch
+    ]
+    for readings_ in (batch, shared, shared + batch + shared):
+        keys = [r.capture_key_values() for r in readings_]
+        assert records.pack_captured_many(readings_, keys) == [
+            records.pack_captured(r, *k) for r, k in zip(readings_, keys, strict=True)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("device", "identity", "phd"),
+    [
+        ("C" * 256, bytes(16), 0),  # a device name wider than layout 2's u8 length
+        ("C0:11:22:33:44:55", bytes(15), 0),  # an identity of another length
+        ("C0:11:22:33:44:55", bytes(16), 2**63),  # seconds beyond i64
+    ],
+)
+def test_packing_a_batch_falls_back_to_layout_1_as_one_reading_does(
+    device: str, identity: bytes, phd: int
+) -> None:
+    odd = dataclasses.replace(current_time(1), device=device)
+    batch = [current_time(0), odd, current_time(2)]
+    keys = [
+        current_time(0).capture_key_values(),
+        (identity, phd),
+        current_time(2).capture_key_values(),
+    ]
+    packed = records.pack_captured_many(batch, keys)
+    assert packed == [records.pack_captured(r, *k) for r, k in zip(batch, keys, strict=True)]
+    assert packed[1][0] == 1
