@@ -4,7 +4,8 @@ Layout
     config.py   `UplinkSettings` from [upstream] (+ gateway_id); only mqtts:// URLs exist
     errors.py   the error tree (drawn there); every message one line naming what to do
     client.py   the ONLY module importing paho: `MqttConnection`, one connection, paho's
-                socket on the asyncio loop, a QoS 1 publish = a future done on its PUBACK
+                socket on a network thread of its own, a QoS 1 publish = a future done
+                (on the loop) on its PUBACK
     backoff.py  reconnect policy: 1 s .. 5 min, exponential with jitter; refusals to the max
     outbox.py   `Outbox` Protocol: what the uplink calls on the store
     service.py  `Uplink`: reconnect loop + per-connection session (status, events, drain)
@@ -26,11 +27,14 @@ Invariants
   event per distinct error; it never spins and never gives up (L9.3).
 
 Gotchas
-- paho's `connect()` blocks (TCP + TLS handshake): it runs in a worker thread; all else on
-  the loop. TLS 1.3 delivers a refused client certificate after the handshake, as an alert
-  on the first read: `client._ObservedSSLSocket` keeps it so the error names the cause.
+- paho's `connect()` blocks (TCP + TLS handshake): it runs in a worker thread; then one
+  network thread per connection does all its socket I/O (one SSL object, one thread), and
+  paho's callbacks hand their results to the loop. TLS 1.3 delivers a refused client
+  certificate after the handshake, as an alert on the first read:
+  `client._ObservedSSLSocket` keeps it so the error names the cause.
 - A fresh paho Client per connection: paho must never resend on its own behind the store.
-- Decrypted bytes buffered in the SSL object do not wake `add_reader`: drain `pending()`.
+- Decrypted bytes buffered in the SSL object do not make the socket readable: drain
+  `pending()`.
 - Wire `Uplink.wake()` to the store's commits (latency) and to clock/network changes.
 """
 

@@ -1,20 +1,34 @@
 """The one module that owns paho-mqtt: an asyncio facade over one MQTT connection.
 
-How paho meets asyncio (the aiomqtt pattern, no paho thread):
+How paho meets asyncio (one network thread per connection):
 - `open()` builds a fresh paho `Client` per connection (no paho state survives a disconnect,
   so paho never resends anything behind the store's back) and runs paho's blocking
   `connect()` (TCP connect + TLS handshake + CONNECT written) in a worker thread, bounded by
   `CONNECT_TIMEOUT_S`.
-- Back on the loop, the socket is registered with `loop.add_reader`. When paho has bytes to
-  send (`on_socket_register_write`) they are written from the loop soon after (`call_soon`:
-  the publishes of one loop turn go out together), and only what the socket would not take
-  waits for a writer (`add_writer`, removed once paho has written all): no blocking send,
-  and no writer registered and removed again for each message. A timer calls `loop_misc()`
-  for keepalive. Everything after the handshake runs on the event loop thread,
-  so callbacks resolve futures directly (no locks, no thread hops per PUBACK).
+- After the handshake every socket operation of the connection (`loop_read`, `loop_write`,
+  `loop_misc` for keepalive) runs on one thread of its own, `carebox.uplink.network`, which
+  polls the socket and a wake-up socketpair. One thread for reads and writes because OpenSSL
+  forbids using one SSL object from two threads at once; off the event loop because CPython
+  releases the GIL while OpenSSL encrypts and the kernel sends, so that work overlaps what
+  the loop does meanwhile (rendering, the store's results). paho's own `loop_start()` is not
+  used: its thread will not stop while a publish waits for its PUBACK, so an abort on a
+  silent link would have to close the socket under it.
+- `publish()` and `disconnect()` stay on the loop thread: paho guards its message table with
+  its own locks and queues the packet on a deque; the loop then wakes the network thread
+  (one byte on the socketpair, not resent until the thread has read it). paho's "register
+  write" callback is a no-op on purpose: set at all, it keeps paho from writing from the
+  calling thread; the network thread asks for writability whenever paho has bytes waiting.
+- paho's callbacks run on the network thread and only record: PUBACKs are collected and
+  handed to the loop once per pass of the thread (`call_soon_threadsafe`, one hop per batch,
+  not per packet), CONNACK and the disconnect in the same queue, so the loop sees them in
+  wire order. Every future is created, completed and dropped on the loop thread only.
 - A QoS 1 publish returns a future that completes on that packet's PUBACK (paho's
   `on_publish`), fails with `PublishRejected` on an MQTT 5 failure reason, and fails with
   `ConnectionLost` when the connection drops first. Nothing else means delivered.
+- `closed` resolves only once the network thread has ended and the socket is closed, so a
+  connection whose `closed` is done holds no thread and no file descriptor. An abort (no
+  DISCONNECT, so the broker publishes the will) asks the thread to stop; the thread closes
+  the socket itself, never the loop under it.
 - TLS read errors after the handshake (TLS 1.3 sends the client-certificate verdict after the
   client thinks the handshake is done) are seen by a `SSLSocket` subclass that remembers the
   last `SSLError`, because paho folds them into "connection lost".
@@ -29,8 +43,13 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
+import select
 import socket
 import ssl
+import threading
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import paho.mqtt.client as paho
@@ -61,6 +80,9 @@ log = logging.getLogger(__name__)
 # a Pi Zero's TLS handshake over a slow cellular link stays well under it.
 CONNECT_TIMEOUT_S: Final = 15.0
 CLOSE_TIMEOUT_S: Final = 2.0  # time for a DISCONNECT to leave; the socket is closed after it
+# An aborted connection's thread stops at its next wake-up, within microseconds; this only
+# bounds the wait if it is starved of the GIL, so a close never hangs the loop.
+STOP_TIMEOUT_S: Final = 2.0
 MISC_INTERVAL_S: Final = 0.5  # paho's keepalive clock ticks here; fine enough for 1 s keepalives
 
 # OpenSSL verify codes (X509_V_ERR_*) the messages distinguish.
@@ -269,14 +291,20 @@ class MqttConnection:
         self._client = client
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, asyncio.Future[None]] = {}
-        self._fd = -1
-        self._write_soon = False  # a write is scheduled on the loop
-        self._writing = False  # a writer waits for the socket to take the rest
         self._sock: socket.socket | None = None
-        self._misc: asyncio.TimerHandle | None = None
+        self._lost: ConnectionLost | None = None  # the first failure; the loop's view
+        self._thread: threading.Thread | None = None
+        self._thread_done = False
+        # Written by the loop thread, read by the network thread: a bool needs no lock.
+        self._stopping = False
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._wake_sent = False  # a wake-up byte the network thread has not read yet
+        self._acks: list[tuple[int, str | None]] = []  # network thread only
         self._connack: asyncio.Future[None] = self._loop.create_future()
         self.closed: asyncio.Future[ConnectionLost] = self._loop.create_future()
-        """Resolves (with the reason, not raised) when the connection is gone."""
+        """Resolves (with the reason, not raised) when the connection is gone: its network
+        thread ended and its socket closed."""
 
     @classmethod
     async def open(
@@ -346,14 +374,16 @@ class MqttConnection:
                 waits: set[asyncio.Future[Any]] = {conn._connack, closed}
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError as exc:
-            conn._abort()
+            await conn._abort()
             raise NetworkUnreachable(
                 f"no CONNACK from {settings.host}:{settings.port} within "
                 f"{connect_timeout_s:.0f} s; retrying"
             ) from exc
-        if conn._connack.done() and conn._connack.exception() is None and not closed.done():
+        if conn._connack.done() and conn._connack.exception() is None and conn._lost is None:
             return conn
-        conn._abort()
+        # Also when the link already dropped: the thread must be gone before the TLS error
+        # it may have seen is read below.
+        await conn._abort()
         if conn._connack.done() and (failure := conn._connack.exception()) is not None:
             raise failure
         tls_error = conn._sock.last_error if isinstance(conn._sock, _ObservedSSLSocket) else None
@@ -367,7 +397,7 @@ class MqttConnection:
             f"broker {settings.host}:{settings.port} closed the connection before CONNACK; retrying"
         )
 
-    # --- wiring paho's socket to the loop -----------------------------------------------------
+    # --- the network thread -------------------------------------------------------------------
 
     def _attach(self) -> None:
         sock = self._client.socket()
@@ -375,77 +405,144 @@ class MqttConnection:
             self._fail(ConnectionLost("connection closed during CONNECT"))
             return
         assert isinstance(sock, socket.socket)
-        self._fd = sock.fileno()
-        self._client.on_socket_close = self._on_socket_close
-        self._client.on_socket_register_write = self._on_register_write
-        self._client.on_socket_unregister_write = self._on_unregister_write
-        self._loop.add_reader(self._fd, self._on_readable)
-        if self._client.want_write():
-            self._client.loop_write()
-        self._misc = self._loop.call_later(MISC_INTERVAL_S, self._on_misc)
-        # The CONNACK may already sit decrypted in the SSL buffer.
-        self._on_readable()
+        # Set at all, it keeps paho from writing from the thread that queues a packet (the
+        # loop's publish); the network thread polls for writability whenever paho wants it.
+        self._client.on_socket_register_write = _ignore
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread = threading.Thread(
+            target=self._serve,
+            args=(sock, self._wake_r),
+            name="carebox.uplink.network",
+            # A connection its owner forgot must not keep the process alive at exit.
+            daemon=True,
+        )
+        self._thread.start()
 
     def _on_socket_open(self, _c: paho.Client, _u: object, sock: object) -> None:
         if isinstance(sock, socket.socket):
             self._sock = sock
 
-    def _on_readable(self) -> None:
-        self._client.loop_read()
-        # Decrypted bytes left in the SSL object do not make the fd readable again.
-        while (
-            self._client.socket() is not None
-            and isinstance(self._sock, ssl.SSLSocket)
-            and self._sock.pending()
-        ):
-            self._client.loop_read()
+    def _serve(self, sock: socket.socket, wake_r: socket.socket) -> None:
+        """Every read, write and keepalive tick of the connection, until paho closes the
+        socket (a lost link, our DISCONNECT written) or the loop asks it to stop."""
+        client = self._client
+        fd = sock.fileno()
+        tls = sock if isinstance(sock, ssl.SSLSocket) else None
+        poller = select.poll()
+        poller.register(wake_r, select.POLLIN)
+        next_misc = time.monotonic() + MISC_INTERVAL_S
+        try:
+            while not self._stopping:
+                writing = client.want_write()
+                poller.register(fd, select.POLLIN | select.POLLOUT if writing else select.POLLIN)
+                # Decrypted bytes left in the SSL object do not make the fd readable again.
+                buffered = tls is not None and tls.pending() > 0
+                wait_ms = 0 if buffered else math.ceil(1000 * (next_misc - time.monotonic()))
+                events = dict(poller.poll(max(0, wait_ms)))
+                if self._stopping:
+                    break
+                woken = wake_r.fileno() in events
+                if woken:
+                    # Read before clearing the flag: a publish queued after the read sends
+                    # a fresh byte, one queued before it is seen by the want_write() below.
+                    with contextlib.suppress(BlockingIOError):
+                        wake_r.recv(4096)
+                    self._wake_sent = False
+                ready = events.get(fd, 0)
+                if buffered or ready & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                    client.loop_read()
+                    while client.socket() is not None and tls is not None and tls.pending():
+                        client.loop_read()
+                    if client.socket() is None:
+                        break
+                # A socket known full is retried only once it says it can take more.
+                if client.want_write() and (woken or not writing or ready & select.POLLOUT):
+                    client.loop_write()
+                    if client.socket() is None:
+                        break
+                if time.monotonic() >= next_misc:
+                    client.loop_misc()
+                    next_misc = time.monotonic() + MISC_INTERVAL_S
+                    if client.socket() is None:
+                        break
+                self._flush()
+        except Exception as exc:
+            # A bug in paho or here: the connection is lost, the process lives on.
+            log.exception("uplink network thread failed")
+            self._flush()
+            self._post(self._on_lost, ConnectionLost(f"connection failed ({exc!r})"))
+        finally:
+            self._flush()
+            if client.socket() is not None:
+                # Stopped, not disconnected: no DISCONNECT, so the broker publishes the will.
+                with contextlib.suppress(OSError):
+                    sock.close()
+            wake_r.close()
+            # With the loop gone nobody closes the other end, nor can wake us any more.
+            if not self._post(self._on_thread_done) and self._wake_w is not None:
+                self._wake_w.close()
 
-    def _on_writable(self) -> None:
-        self._client.loop_write()
+    def _post(self, callback: Callable[..., None], *args: object) -> bool:
+        """Network thread: run `callback(*args)` on the loop; False if the loop is gone."""
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: nobody waits for this connection any more
+            self._stopping = True
+            return False
+        return True
 
-    def _write_now(self) -> None:
-        self._write_soon = False
-        if self._fd < 0:
+    def _flush(self) -> None:
+        """Network thread: hand the PUBACKs read in this pass to the loop in one hop."""
+        if self._acks:
+            batch, self._acks = self._acks, []
+            self._post(self._on_acks, batch)
+
+    def _wake(self) -> None:
+        """Loop thread: make the network thread look at paho's queue and `_stopping` now."""
+        if self._wake_sent or self._wake_w is None:
             return
-        self._client.loop_write()
-        # what the socket did not take waits for it to be writable again
-        if self._fd >= 0 and not self._writing and self._client.want_write():
-            self._writing = True
-            self._loop.add_writer(self._fd, self._on_writable)
+        self._wake_sent = True
+        # The thread may have ended and closed its end (a lost link): nothing to wake.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
 
-    def _on_register_write(self, _c: paho.Client, _u: object, _s: object) -> None:
-        if self._fd >= 0 and not self._write_soon and not self._writing:
-            self._write_soon = True
-            self._loop.call_soon(self._write_now)
-
-    def _on_unregister_write(self, _c: paho.Client, _u: object, _s: object) -> None:
-        if self._fd >= 0 and self._writing:
-            self._writing = False
-            self._loop.remove_writer(self._fd)
-
-    def _on_socket_close(self, _c: paho.Client, _u: object, _s: object) -> None:
-        self._detach()
-
-    def _detach(self) -> None:
-        if self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-            self._fd = -1
-            self._writing = False
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
-
-    def _on_misc(self) -> None:
-        self._client.loop_misc()
-        if not self.closed.done():
-            self._misc = self._loop.call_later(MISC_INTERVAL_S, self._on_misc)
-
-    # --- paho callbacks (event loop thread) ---------------------------------------------------
+    # --- paho callbacks (network thread, or the connect thread for a write it made) -----------
 
     def _on_connect(
         self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
+        self._flush()
+        self._post(self._on_connack, reason)
+
+    def _on_disconnect(
+        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        # The PUBACKs read before the link went are delivered first.
+        self._flush()
+        self._post(self._on_lost, ConnectionLost(f"connection to the broker lost ({reason})"))
+
+    def _on_publish(
+        self, _c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object
+    ) -> None:
+        # paho holds its message lock here: record and return.
+        refusal = f"broker refused the publish ({reason})" if reason.is_failure else None
+        self._acks.append((mid, refusal))
+
+    # --- results on the loop thread -----------------------------------------------------------
+
+    def _on_acks(self, batch: list[tuple[int, str | None]]) -> None:
+        for mid, refusal in batch:
+            fut = self._pending.pop(mid, None)
+            if fut is None or fut.done():
+                continue
+            if refusal is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(PublishRejected(refusal))
+
+    def _on_connack(self, reason: ReasonCode) -> None:
         if self._connack.done():
             return
         if reason.is_failure:
@@ -454,55 +551,64 @@ class MqttConnection:
         else:
             self._connack.set_result(None)
 
-    def _on_disconnect(
-        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        self._fail(ConnectionLost(f"connection to the broker lost ({reason})"))
+    def _on_lost(self, error: ConnectionLost) -> None:
+        self._fail(error)
 
-    def _on_publish(
-        self, _c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object
-    ) -> None:
-        fut = self._pending.pop(mid, None)
-        if fut is None or fut.done():
-            return
-        if reason.is_failure:
-            fut.set_exception(PublishRejected(f"broker refused the publish ({reason})"))
-        else:
-            fut.set_result(None)
+    def _on_thread_done(self) -> None:
+        self._thread_done = True
+        if self._thread is not None:
+            # Posting this was the thread's last act: the join returns at once, and a closed
+            # connection then holds no thread at all.
+            self._thread.join(STOP_TIMEOUT_S)
+        if self._wake_w is not None:
+            self._wake_w.close()
+            self._wake_w = None
+        self._fail(ConnectionLost("connection closed"))  # a no-op if it failed already
 
     def _fail(self, error: ConnectionLost) -> None:
-        self._detach()
+        if self._lost is None:
+            self._lost = error
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(error)
+        if self._thread is not None and not self._thread_done:
+            self._stopping = True
+            self._wake()
+            return  # `closed` resolves when the thread has ended (`_on_thread_done`)
         if not self.closed.done():
-            self.closed.set_result(error)
+            self.closed.set_result(self._lost)
 
-    def _abort(self) -> None:
-        """Drop the connection without a DISCONNECT (so the broker sends the will)."""
-        self._detach()
-        sock = self._client.socket()
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+    async def _abort(self) -> None:
+        """Drop the connection without a DISCONNECT (so the broker sends the will) and wait
+        for its thread to end."""
         self._fail(ConnectionLost("connection aborted"))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await asyncio.shield(self.closed)
+        if not self.closed.done():
+            # Starved, not stuck (its socket never blocks): a daemon, it ends on its own.
+            log.warning("uplink network thread did not stop within %.0f s", STOP_TIMEOUT_S)
+            assert self._lost is not None
+            self.closed.set_result(self._lost)
 
     # --- public -------------------------------------------------------------------------------
 
     @property
     def is_open(self) -> bool:
-        return not self.closed.done()
+        return self._lost is None and not self.closed.done()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> asyncio.Future[None]:
         """Send a QoS 1 PUBLISH; the future completes on its PUBACK."""
-        if self.closed.done():
+        if not self.is_open:
             raise NotConnected("not connected to the broker")
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise NotConnected(f"publish not accepted by paho ({paho.error_string(info.rc)})")
+        # Registered before the loop can run `_on_acks`, so a PUBACK read at once finds it.
         fut: asyncio.Future[None] = self._loop.create_future()
         self._pending[info.mid] = fut
+        self._wake()
         return fut
 
     @property
@@ -510,18 +616,21 @@ class MqttConnection:
         return len(self._pending)
 
     async def close(self, final: tuple[str, bytes] | None = None) -> None:
-        """Optionally publish `final` (retained), then DISCONNECT; the broker drops the will."""
-        if self.closed.done():
-            return
-        if final is not None:
+        """Optionally publish `final` (retained), then DISCONNECT; the broker drops the will.
+        Returns once the network thread has ended and the socket is closed."""
+        if self.is_open and final is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await self.publish(final[0], final[1], retain=True)
-        if self.closed.done():
-            return
-        self._client.disconnect()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await asyncio.shield(self.closed)
+        if self.is_open:
+            self._client.disconnect()
+            self._wake()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await asyncio.shield(self.closed)
         if not self.closed.done():
-            self._abort()
+            await self._abort()
+
+
+def _ignore(_c: paho.Client, _u: object, _s: object) -> None:
+    """paho's register-write callback: see `MqttConnection._attach`."""
