@@ -95,6 +95,10 @@ _IP_MISMATCH: Final = 64
 _REJECTED_CODES: Final = frozenset({0x82, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x90, 0x99, 0x9A})
 _UNSUPPORTED_PROTOCOL: Final = 0x84
 
+# An error, a hang-up or a closed fd is for paho's read to turn into "connection lost"; left
+# unread, poll() would report it again at once, and the network thread would spin.
+_READ_EVENTS: Final = select.POLLIN | select.POLLERR | select.POLLHUP | select.POLLNVAL
+
 
 class Protocol(enum.Enum):
     V5 = paho.MQTTv5
@@ -451,7 +455,7 @@ class MqttConnection:
                         wake_r.recv(4096)
                     self._wake_sent = False
                 ready = events.get(fd, 0)
-                if buffered or ready & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                if buffered or ready & _READ_EVENTS:
                     client.loop_read()
                     while client.socket() is not None and tls is not None and tls.pending():
                         client.loop_read()

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from gateway.uplink import client as client_module
 from gateway.uplink.client import MqttConnection
 from gateway.uplink.errors import ConnectionLost, NotConnected
 from tests.fixtures.mosquitto import LocalBroker
@@ -129,3 +130,28 @@ async def test_close_on_a_stalled_link_aborts_without_waiting_for_it(
     for a in acks:
         with pytest.raises(ConnectionLost):
             await a
+
+
+async def test_the_loop_thread_never_touches_the_tls_socket(
+    pki: TestPki, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenSSL forbids one SSL object in two threads at once: after the handshake (the
+    connect thread) every send and receive is the network thread's, publishes and the
+    DISCONNECT included. A paho that wrote from the publishing thread would show here."""
+    users: list[str] = []
+    cls = client_module._ObservedSSLSocket
+    for name in ("send", "recv", "pending"):
+        method = getattr(cls, name)
+
+        def spy(self: object, *args: object, _method: object = method) -> object:
+            users.append(threading.current_thread().name)
+            return _method(self, *args)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, name, spy)
+    conn = await MqttConnection.open(settings(pki, broker.tls_port))
+    acks = [conn.publish(f"t/who/{i}", b"x" * 5000) for i in range(50)]
+    async with asyncio.timeout(PUBACK_WAIT_S):
+        await asyncio.gather(*acks)
+    await conn.close(final=("t/status", b"offline"))
+    assert "carebox.uplink.network" in users
+    assert threading.current_thread().name not in users
