@@ -10,8 +10,9 @@ Figures (last line, one JSON object):
 - raw_same_bundles_per_s: raw paho publishing the very payloads the gateway sent (readings/s);
 - commit_to_puback_p50_ms / _p99_ms: a reading committed while the uplink is online and idle
   -> its PUBACK;
-- drain_cpu_us_per_reading: the gateway process's CPU (all threads) during the drain, per
-  reading; render_cpu_us_per_reading: the part of it rendering the same Bundles alone takes;
+- drain_cpu_us_per_reading: the gateway's CPU during the drain (its process, all threads,
+  and its rendering workers if any), per reading; render_cpu_us_per_reading: the part of it
+  rendering the same Bundles alone takes;
   broker_cpu_us_per_reading: mosquitto's CPU during the drain; machine_busy_pct: the share of
   all the machine's cores busy during the drain (/proc/stat), and cores;
 - raw_same_bundles_cpu_us_per_reading: raw paho's process CPU (all threads) replaying the
@@ -204,6 +205,8 @@ async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
             _process_cpu_s(broker.pid),
             _machine_ticks(),
         )
+        # rendering workers are the gateway's too (getrusage counts only this process)
+        workers_start = {pid: _process_cpu_s(pid) for pid in renderer.worker_pids()}
         start = time.perf_counter()
         task = asyncio.create_task(uplink.run())
         async with asyncio.timeout(TIMEOUT_S):
@@ -213,6 +216,9 @@ async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
                 await asyncio.sleep(0.001)
         drain_s = time.perf_counter() - start
         drain_cpu_s = _cpu_s() - cpu_start
+        drain_cpu_s += sum(
+            _process_cpu_s(pid) - workers_start.get(pid, 0.0) for pid in renderer.worker_pids()
+        )
         broker_cpu_s = _process_cpu_s(broker.pid) - broker_start
         ticks_end = _machine_ticks()
         busy_pct = 100 * (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
