@@ -61,9 +61,6 @@ class AckedRuns:
     def __bool__(self) -> bool:
         return bool(self._los)
 
-    def __len__(self) -> int:
-        return len(self._los)
-
     def runs(self) -> list[tuple[int, int]]:
         return list(zip(self._los, self._his, strict=True))
 

@@ -13,7 +13,7 @@ from gateway.store.errors import StoreError
 from gateway.store.records import DeviceRecord, StoreStats, from_us
 from gateway.store.schema import BUSY_TIMEOUT_MS, DB_NAME
 
-__all__ = ["StoreStatus", "device_rows", "read_status", "stats_of"]
+__all__ = ["StoreStatus", "device_rows", "first_waiting", "read_status", "stats_of"]
 
 _DEVICE_COLUMNS = (
     "address, kind, name, paired_at, manufacturer, model, serial, firmware, hardware, "
@@ -34,6 +34,23 @@ def _file_size(path: Path) -> int:
         return 0
 
 
+def first_waiting(conn: sqlite3.Connection, runs: AckedRuns, floor: int) -> tuple[int, int] | None:
+    """(seq, captured ms) of the oldest row after seq `floor` still waiting for delivery: each
+    step jumps over a whole run of delivered rows still in the outbox."""
+    while True:
+        row = conn.execute(
+            "SELECT seq, captured_at FROM outbox WHERE seq > ? AND key_id != 0 "
+            "ORDER BY seq LIMIT 1",
+            (floor,),
+        ).fetchone()
+        if row is None:
+            return None
+        end = runs.run_end(row[0])
+        if end is None:
+            return int(row[0]), int(row[1])
+        floor = end
+
+
 def stats_of(
     conn: sqlite3.Connection, path: Path, *, leased: int = 0, floor: int = -1
 ) -> StoreStats:
@@ -46,16 +63,7 @@ def stats_of(
     runs = AckedRuns(conn.execute("SELECT lo, hi FROM acked").fetchall())
     acked = runs.count
     depth = rows - in_place - acked
-    while True:  # the first row not delivered: each step jumps over a whole delivered run
-        oldest = conn.execute(
-            "SELECT seq, captured_at FROM outbox WHERE seq > ? AND key_id != 0 "
-            "ORDER BY seq LIMIT 1",
-            (floor,),
-        ).fetchone()
-        end = None if oldest is None else runs.run_end(oldest[0])
-        if end is None:
-            break
-        floor = end
+    oldest = first_waiting(conn, runs, floor)
     last_ack = conn.execute("SELECT value FROM meta WHERE name = 'last_ack'").fetchone()
     quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
     tombstones = conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] + in_place + acked

@@ -37,7 +37,7 @@ from gateway.store.records import (
     unpack_fields,
 )
 from gateway.store.schema import DB_NAME, connect, migrate, set_aside
-from gateway.store.status import StoreStatus, device_rows, read_status, stats_of
+from gateway.store.status import StoreStatus, device_rows, first_waiting, read_status, stats_of
 
 __all__ = ["KEY_MAX_AGE", "Maintenance", "Store"]
 
@@ -492,22 +492,13 @@ class _Engine:
         openers: dict[int, crypto.Sealer] = {}
         # a read, not a write: leases are this process's promises, kept in `self.leases`
         acked = self.acked
-        while True:
-            first = self.conn.execute(
-                "SELECT seq FROM outbox WHERE seq > ? AND key_id != 0 ORDER BY seq LIMIT 1",
-                (self.floor,),
-            ).fetchone()
-            if first is None:
-                if self.pending:
-                    # nothing waits: the drain is over, a good time to tidy the delivered rows
-                    # away (during a drain this move would cost the delivery path ~10 us a
-                    # reading)
-                    self._flush_delivered()
-                return []
-            end = acked.run_end(first[0]) if acked else None
-            if end is None:
-                break
-            self.floor = end  # the oldest rows are delivered, waiting for the flush
+        first = first_waiting(self.conn, acked, self.floor)
+        if first is None:
+            if self.pending:
+                # nothing waits: the drain is over, a good time to tidy the delivered rows away
+                # (during a drain this move would cost the delivery path ~10 us a reading)
+                self._flush_delivered()
+            return []
         self.floor = first[0] - 1  # what the query stepped over is all delivered
         # past the rows earlier leases held, while none of those can have expired
         start, held_until = self.floor, until
