@@ -12,7 +12,8 @@ Figures (last line, one JSON object):
   -> its PUBACK;
 - drain_cpu_us_per_reading: the gateway's CPU during the drain (its process, all threads,
   and its rendering workers if any), per reading; render_cpu_us_per_reading: the part of it
-  rendering the same Bundles alone takes;
+  rendering the same Bundles alone takes (with workers, opening the sealed readings too: the
+  worker does both);
   broker_cpu_us_per_reading: mosquitto's CPU during the drain; machine_busy_pct: the share of
   all the machine's cores busy during the drain (/proc/stat), and cores;
 - raw_same_bundles_cpu_us_per_reading: raw paho's process CPU (all threads) replaying the
@@ -21,8 +22,10 @@ Figures (last line, one JSON object):
   scheduling could beat on this machine with this much work per reading.
 
 What drains is the gateway's own path: readings committed in the real encrypted store
-(`gateway.store`), leased, rendered to FHIR transaction Bundles by `gateway.fhir` in the
-service's rendering worker (`gateway.render_pool`), published, PUBACKed and acked in the store.
+(`gateway.store`), leased, rendered to FHIR transaction Bundles by `gateway.fhir`, published,
+PUBACKed and acked in the store. Wired as the service wires it: with a rendering worker
+(`gateway.render_pool`) the leases stay sealed and the worker opens and renders them; without
+one, the store's thread opens them and the event loop renders.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as paho
@@ -54,8 +58,10 @@ sys.path.insert(0, str(ROOT))
 from device_drivers.reading import Reading  # noqa: E402
 from gateway import __version__  # noqa: E402
 from gateway.fhir import FhirContext  # noqa: E402
-from gateway.render_pool import RenderPool, render_here  # noqa: E402
+from gateway.receipt_time import ClockNow  # noqa: E402
+from gateway.render_pool import Payloads, RenderPool, render_here, render_sealed_here  # noqa: E402
 from gateway.store import Store, StoredReading  # noqa: E402
+from gateway.store.sealed import Opener, SealedReading, as_rows  # noqa: E402
 from gateway.uplink.broker import LocalBroker  # noqa: E402
 from gateway.uplink.config import UplinkSettings  # noqa: E402
 from gateway.uplink.devpki import make_dev_pki  # noqa: E402
@@ -171,12 +177,26 @@ async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
         sent: list[tuple[int, bytes]] = []  # the drain's payloads, for the raw replay
         recording = True
         sent_items: list[Sequence[StoredReading]] = []
+        sent_sealed: list[Sequence[SealedReading]] = []
+        # As the service wires it: with a rendering worker, leases stay sealed and the worker
+        # opens them (gateway/store/sealed.py); without, the store's thread opens them.
+        sealed = renderer.workers > 0
 
         async def mapper(items: Sequence[StoredReading]) -> bytes:
             payload, _ = await renderer.render(items, ctx)
+            assert isinstance(payload, bytes)  # one PHD IG Bundle
             if recording:
                 sent.append((len(items), payload))
                 sent_items.append(items)
+            return payload
+
+        async def sealed_mapper(items: Sequence[SealedReading]) -> Payloads:
+            rendered = await renderer.render_sealed(items, ctx, ClockNow.read(True))
+            payload = rendered.payload
+            assert isinstance(payload, bytes)  # one PHD IG Bundle
+            if recording:
+                sent.append((len(items), payload))
+                sent_sealed.append(items)
             return payload
 
         committed: dict[str, float] = {}
@@ -199,7 +219,13 @@ async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
             key=pki.client.key_path,
             gateway_id="cbx-bench",
         )
-        uplink = Uplink(settings, store, mapper, version=__version__, on_delivered=on_delivered)
+        uplink: Uplink[Any] = Uplink(
+            settings,
+            store.sealed() if sealed else store,
+            sealed_mapper if sealed else mapper,
+            version=__version__,
+            on_delivered=on_delivered,
+        )
         cpu_start, broker_start, ticks_start = (
             _cpu_s(),
             _process_cpu_s(broker.pid),
@@ -223,10 +249,15 @@ async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
         ticks_end = _machine_ticks()
         busy_pct = 100 * (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
         recording = False
-        # Where the drain's CPU goes: the same Bundles rendered again, alone.
+        # Where the drain's CPU goes: the same Bundles rendered again, alone (sealed ones opened
+        # too, as the worker does).
         t0 = time.process_time()
         for chunk in sent_items:
             render_here(chunk, ctx)
+        opener = Opener()
+        for sealed_chunk in sent_sealed:
+            rows, keys = as_rows(sealed_chunk)
+            render_sealed_here(opener, rows, keys, ctx, ClockNow.read(True))
         render_cpu_s = time.process_time() - t0
 
         # Latency: one reading at a time, committed while online and idle.

@@ -13,6 +13,9 @@ held back, never sent with a wrong time and never deleted.
 
 What stays as captured: the reading's identity and PHD timestamp part, computed once at capture
 (changing them would make a resend look like a new measurement).
+
+`ready_to_render` applies this to the readings of one payload, on a `ClockNow` read where the
+uplink calls its mapper: in the gateway's process, or in the rendering worker given that view.
 """
 
 from __future__ import annotations
@@ -21,17 +24,33 @@ import dataclasses
 import functools
 import re
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 from device_drivers.reading import Reading
+from gateway.errors import GatewayError
 from gateway.fhir import MappingError, needs_trusted_clock
+from gateway.store.records import StoredReading
 
-__all__ = ["ReceiveTimeUnknown", "boot_id", "capture_clock", "resolve"]
+__all__ = [
+    "ClockNotTrusted",
+    "ClockNow",
+    "ReceiveTimeUnknown",
+    "boot_id",
+    "capture_clock",
+    "ready_to_render",
+    "resolve",
+]
 
 BOOT_ID_PATH: Final = Path("/proc/sys/kernel/random/boot_id")
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
+
+
+class ClockNotTrusted(GatewayError):
+    """A reading whose FHIR time depends on the gateway clock, captured before it was trusted."""
 
 
 class ReceiveTimeUnknown(MappingError):
@@ -82,3 +101,41 @@ def resolve(
     raise ReceiveTimeUnknown(
         "received while the clock was not synchronized, in an earlier boot: its time is unknown"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClockNow:
+    """The gateway clock at one mapper call: trusted or not and, when trusted, the boot id,
+    wall time and monotonic time read together (what `resolve` dates a reading with)."""
+
+    trusted: bool
+    boot: str | None = None
+    now: datetime | None = None
+    monotonic_ns: int = 0
+
+    @classmethod
+    def read(cls, trusted: bool) -> ClockNow:
+        if not trusted:
+            return cls(False)
+        boot, monotonic = capture_clock()
+        return cls(True, boot, datetime.now(UTC), monotonic)
+
+
+def ready_to_render(items: Sequence[StoredReading], clock: ClockNow) -> Sequence[StoredReading]:
+    """`items` as they can be rendered now: `ClockNotTrusted` while the clock is untrusted and
+    one of them needs it; once trusted, those received on the untrusted clock dated by
+    `resolve` (`ReceiveTimeUnknown` for one that cannot be: the uplink holds it back)."""
+    if not clock.trusted or clock.now is None:
+        for item in items:
+            if needs_trusted_clock(item.reading) and not item.reading.clock_trusted:
+                raise ClockNotTrusted(f"reading {item.id} waits for a trusted clock")
+        return items
+    if all(item.reading.clock_trusted for item in items):
+        return items
+    out = []
+    for item in items:
+        reading = resolve(
+            item.reading, boot=clock.boot, now=clock.now, monotonic_ns=clock.monotonic_ns
+        )
+        out.append(item if reading is item.reading else dataclasses.replace(item, reading=reading))
+    return out

@@ -4,12 +4,21 @@ Why: rendering is a large step per reading (~10 µs of CPU for a blood-pressure 
 Observations, ~3.7 KB of JSON, bench/render.py), while the event loop also runs paho's socket and
 the store's results. In a worker process the rendering of the next payloads overlaps publishing
 the current one (the uplink keeps `MAP_AHEAD` payloads mapping), on another core. A machine
-with no core to spare renders in place (`default_workers`).
+of one core renders in place (`default_workers`).
 
-What crosses the process boundary is plain data: one tuple per reading (`_row`), the
-`FhirContext` (frozen, picklable) and the profile name; back come the payload bytes (one PHD IG
-Bundle, or one ANS MES Bundle per Observation) and, per reading left out, its store id, reason
-and error class (never a value). The worker is spawned, not forked: the gateway's process
+`render_sealed` takes readings the store leased still sealed (gateway/store/sealed.py): the
+worker opens them too, and dates them on the clock view it is given (`ClockNow`,
+receipt_time.ready_to_render), so the gateway's process, whose threads share one GIL, neither
+decrypts nor renders. `render` takes opened readings (the in-place path, and callers that
+already hold them).
+
+What crosses the process boundary is plain data: per reading a tuple (`_row`, or a sealed row
+and, once per request, the data keys those rows name), the `FhirContext` (frozen, picklable;
+sent again only when it changed) and the profile name; back come the payload bytes (one PHD IG
+Bundle, or one ANS MES Bundle per Observation), per reading left out its store id, reason and
+error class, and per sealed row that failed its tag its id and reason (never a value). The data
+keys travel only over the socket pair to the worker this process spawned, and live in its
+memory as they do in the store's. The worker is spawned, not forked: the gateway's process
 holds threads (the store's, paho's connect) that a fork would copy mid-flight.
 
 No thread in this process serves the workers: each worker's socket is read by the event loop
@@ -42,8 +51,8 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -60,8 +69,10 @@ from gateway.fhir import (
     render_bundle,
     render_mes,
 )
+from gateway.receipt_time import ClockNow, ready_to_render
+from gateway.store.sealed import Opener, SealedReading, SealedRow, as_rows
 
-__all__ = ["RenderPool", "default_workers", "render_here"]
+__all__ = ["RenderPool", "Rendered", "default_workers", "render_here", "render_sealed_here"]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +86,26 @@ JOIN_S: Final = 2.0  # a closed worker's time to exit before it is killed
 RESPAWN_AFTER_S: Final = 10.0
 _HEADER: Final = struct.Struct("!i")  # multiprocessing.Connection's frame header
 _READ_SIZE: Final = 256 * 1024  # a full payload's answer in one read
+# Socket buffers (the kernel caps them at net.core.[rw]mem_max): room for a few answers, so the
+# worker writes a ~110 KB payload in one go and the loop reads it in one wake-up, not in
+# pieces as a default ~200 KB buffer lets through.
+_SOCKET_BUFFER: Final = 1024 * 1024
 
 _Row = tuple[str, str, int, bytes, datetime, bool, bytes | None, float | None, str]
 _Skip = tuple[str, str, str]  # (store id, reason, the MappingError subclass's name)
+_Tampered = list[tuple[str, str]]  # (store id, reason) of sealed rows that did not open
 Payloads = bytes | list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What `RenderPool.render_sealed` gives back: the payload(s), the readings left out
+    (`MappingError`s naming them) and (id, reason) of the sealed rows that failed their tag
+    (for `Store.quarantine_leased`)."""
+
+    payload: Payloads
+    skipped: list[MappingError]
+    tampered: _Tampered
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,27 +158,69 @@ def render_here(
     return render_bundle(items, ctx, skipped), skipped
 
 
-def _render_rows(
-    rows: Sequence[_Row], ctx: FhirContext, profile: str
-) -> tuple[Payloads, list[_Skip]]:
-    """Runs in the worker."""
+def render_sealed_here(
+    opener: Opener,
+    rows: Sequence[SealedRow],
+    keys: Mapping[int, bytes],
+    ctx: FhirContext,
+    clock: ClockNow,
+    *,
+    profile: str = "phd",
+) -> tuple[Payloads, list[MappingError], _Tampered]:
+    """Sealed rows opened (`opener`), made ready on `clock` (receipt_time.ready_to_render:
+    may raise `ClockNotTrusted` or `ReceiveTimeUnknown` for the uplink to hold them) and
+    rendered: what the worker does with a sealed request, and this process without one."""
+    items, tampered = opener.open(rows, keys)
+    payload, skipped = render_here(ready_to_render(items, clock), ctx, profile)
+    return payload, skipped, tampered
+
+
+def _skips(skipped: Sequence[MappingError]) -> list[_Skip]:
+    return [(e.item_id, e.reason, type(e).__name__) for e in skipped]
+
+
+def _answer(request: tuple[Any, ...], state: _WorkerState) -> tuple[Any, ...]:
+    """Runs in the worker: (True, payload, skips, tampered) for one request."""
+    kind, ctx, profile, *rest = request
+    if ctx is not None:
+        state.ctx = ctx
+    if state.ctx is None:
+        raise RuntimeError("a request came before any rendering context")
+    if kind == "sealed":
+        clock_fields, keys, rows = rest
+        clock = ClockNow(*clock_fields)
+        payload, skipped, tampered = render_sealed_here(
+            state.opener, rows, keys, state.ctx, clock, profile=profile
+        )
+        return True, payload, _skips(skipped), tampered
+    (rows,) = rest
     items = [_Item(row[0], Reading(*row[1:8]), row[8]) for row in rows]
-    payload, skipped = render_here(items, ctx, profile)
-    return payload, [(e.item_id, e.reason, type(e).__name__) for e in skipped]
+    payload, skipped = render_here(items, state.ctx, profile)
+    return True, payload, _skips(skipped), []
+
+
+@dataclass(slots=True)
+class _WorkerState:
+    """What a worker keeps between requests: the last rendering context it was sent (sent
+    again only when it changes: a context pickles slowly) and its `Opener`."""
+
+    ctx: FhirContext | None = None
+    opener: Opener = field(default_factory=Opener)
 
 
 def _serve(conn: Connection, parent: int) -> None:
     """The worker's main: one request at a time, answered in order, until the pipe closes.
     An unexpected error goes back to the caller to raise, as rendering here would."""
     _die_with_parent(parent)
+    _grow_buffers(conn.fileno())
+    state = _WorkerState()
     while True:
         try:
             request = conn.recv_bytes()
         except (EOFError, OSError):
             return
         try:
-            rows, ctx, profile = pickle.loads(request)  # noqa: S301 - our own parent's bytes
-            answer: tuple[Any, ...] = (True, *_render_rows(rows, ctx, profile))
+            answer = _answer(pickle.loads(request), state)  # noqa: S301 - our parent's bytes
         except Exception as exc:  # handed to the caller, who raises it
             answer = (False, exc)
         try:
@@ -164,22 +233,29 @@ def _serve(conn: Connection, parent: int) -> None:
             return
 
 
+def _grow_buffers(fd: int) -> None:
+    with socket.socket(fileno=os.dup(fd)) as sock:  # the options are the socket's, not the fd's
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+
+
 def _errors(skips: Sequence[_Skip]) -> list[MappingError]:
     return [_ERRORS.get(kind, MappingError)(reason, i) for i, reason, kind in skips]
 
 
 def default_workers(cores: int) -> int:
-    """Rendering workers for a machine with `cores` cores: one core stays with the event loop
-    and the store's thread. With two cores or fewer there is none to spare: measured on a
-    2-core machine also running the broker (bench/uplink.py), rendering in the worker drained
-    15,823 readings/s against 17,026/s rendering in place, and doubled the commit-to-PUBACK
-    latency (3.47 ms against 1.83 ms at the median). Measured again once rendering cost half
-    as much: 14,841-15,032/s in one worker against 20,252-20,900/s in place. With this pool's
-    own socket in place of an executor, one worker drained 18,633-18,768/s against
-    18,953-19,812/s in place (three runs each, alternating): no gain, one more process. With
-    the uplink's network thread, one worker drained 28,116/s against 28,848-29,596/s in place,
-    at 47.9 us of the gateway's CPU a reading (worker included) against 33.9-34.8."""
-    if cores <= 2:
+    """Rendering workers for a machine with `cores` cores: one core stays with the event loop,
+    the store's thread and the network thread; a machine of one core renders in place.
+
+    With a worker the uplink's leases stay sealed: the worker opens and renders them, so the
+    gateway's process neither decrypts nor renders (gateway/store/sealed.py). Measured on a
+    2-core machine also running the broker (bench/uplink.py, three runs each, alternating):
+    one worker drained 29,488-31,474 readings/s against 26,034-26,472/s in place, at 46.2-49.3
+    us of CPU a reading (worker included) against 38.2-38.9, commit-to-PUBACK p99 3.45-4.23 ms
+    against 3.24-4.10. Before the leases stayed sealed a worker gained nothing on 2 cores
+    (28,116/s against 28,848-29,596/s in place): it received readings the store's thread had
+    opened, and the process holding the GIL still paid for that."""
+    if cores <= 1:
         return 0
     return min(MAX_WORKERS, cores - 1)
 
@@ -205,6 +281,7 @@ class _Worker:
         self._buf = bytearray()
         self._waiting: deque[asyncio.Future[tuple[Any, ...]]] = deque()
         self.gone = False
+        self.ctx: FhirContext | None = None  # the last context sent (see `_WorkerState`)
 
     @classmethod
     def spawn(cls) -> _Worker:
@@ -218,6 +295,7 @@ class _Worker:
         sock = socket.socket(fileno=os.dup(here.fileno()))
         here.close()
         sock.setblocking(False)
+        _grow_buffers(sock.fileno())
         return cls(process, sock)
 
     @property
@@ -318,6 +396,7 @@ class RenderPool:
         self._respawn_after_s = respawn_after_s
         self._live: list[_Worker] = []
         self._resting_until = 0.0  # monotonic: no new worker before this
+        self._opener = Opener()  # for sealed readings rendered here
 
     @property
     def workers(self) -> int:
@@ -348,17 +427,52 @@ class RenderPool:
         self, items: Sequence[BundleItem], ctx: FhirContext, profile: str = "phd"
     ) -> tuple[Payloads, list[MappingError]]:
         """`(payload(s), readings left out)` for `items`: `render_here` in a worker."""
-        if not self._workers:
-            return render_here(items, ctx, profile)
-        worker = self._worker()
+        worker = self._worker() if self._workers else None
         if worker is None:
             return render_here(items, ctx, profile)
-        request = pickle.dumps(
-            ([_row(i) for i in items], ctx, profile), protocol=pickle.HIGHEST_PROTOCOL
-        )
+        answer = await self._call(worker, ctx, ("rows", profile, [_row(i) for i in items]))
+        if answer is None:
+            return render_here(items, ctx, profile)
+        return answer[1], _errors(answer[2])
+
+    async def render_sealed(
+        self,
+        items: Sequence[SealedReading],
+        ctx: FhirContext,
+        clock: ClockNow,
+        profile: str = "phd",
+    ) -> Rendered:
+        """Sealed leased readings opened, made ready on `clock` and rendered
+        (`render_sealed_here`), in a worker: the gateway's process neither opens nor renders
+        them. `ClockNotTrusted` / `ReceiveTimeUnknown` are raised as rendering here would."""
+        rows, keys = as_rows(items)
+        worker = self._worker() if self._workers else None
+        answer = None
+        if worker is not None:
+            # the clock as a plain tuple: a slots dataclass pickles field by field, slowly
+            clock_fields = (clock.trusted, clock.boot, clock.now, clock.monotonic_ns)
+            answer = await self._call(worker, ctx, ("sealed", profile, clock_fields, keys, rows))
+        if answer is None:
+            payload, skipped, tampered = render_sealed_here(
+                self._opener, rows, keys, ctx, clock, profile=profile
+            )
+            return Rendered(payload, skipped, tampered)
+        return Rendered(answer[1], _errors(answer[2]), answer[3])
+
+    async def _call(
+        self, worker: _Worker, ctx: FhirContext, body: tuple[Any, ...]
+    ) -> tuple[Any, ...] | None:
+        """The worker's answer to `body` (kind, profile, ...) with `ctx`, None when the worker
+        is gone or stuck (then the caller renders here); an error the worker raised is raised.
+        """
+        kind, *rest = body
+        sent_ctx = None if worker.ctx == ctx else ctx
+        request = pickle.dumps((kind, sent_ctx, *rest), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             async with asyncio.timeout(self._timeout_s):
-                answer = await worker.call(request)
+                future = worker.call(request)
+                worker.ctx = ctx
+                answer = await future
         except (_WorkerGone, TimeoutError) as exc:
             why = "stopped" if isinstance(exc, _WorkerGone) else "stopped answering"
             log.warning(
@@ -370,11 +484,10 @@ class RenderPool:
                 self._live.remove(worker)
             worker.close(kill=True)
             self._resting_until = time.monotonic() + self._respawn_after_s
-            return render_here(items, ctx, profile)
+            return None
         if not answer[0]:
             raise answer[1]
-        payload, skips = answer[1], answer[2]
-        return payload, _errors(skips)
+        return answer
 
     def close(self) -> None:
         """Stop the workers (a render under way is abandoned; its readings stay leased)."""

@@ -23,8 +23,6 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,11 +35,12 @@ from gateway.fhir import (
     DeviceNotIdentified,
     FhirContext,
     GatewayInfo,
-    needs_trusted_clock,
+    MappingError,
 )
-from gateway.receipt_time import capture_clock, resolve
+from gateway.receipt_time import ClockNow, ready_to_render
 from gateway.render_pool import RenderPool
 from gateway.store import Store, StoredReading
+from gateway.store.sealed import SealedReading
 from gateway.systemd import Notifier, Watchdog
 
 log = logging.getLogger("carebox.service")
@@ -65,10 +64,6 @@ def _fatal_errors() -> tuple[type[BaseException], ...]:
 
 
 _FATAL: Final = _fatal_errors()
-
-
-class ClockNotTrusted(GatewayError):
-    """A reading whose FHIR time depends on the gateway clock, captured before it was trusted."""
 
 
 class PatientNotProvisioned(GatewayError):
@@ -173,15 +168,29 @@ class Service:
         return GatewayInfo(system_id=system_id, software_version=__version__)
 
     async def _map(self, items: Sequence[StoredReading]) -> bytes | list[bytes]:
+        """The uplink's mapper when rendering runs here (no worker): readings opened by the
+        store's lease."""
         ctx = self._context()
-        if not self.clock.trusted():
-            for item in items:
-                if needs_trusted_clock(item.reading) and not item.reading.clock_trusted:
-                    raise ClockNotTrusted(f"reading {item.id} waits for a trusted clock")
-        elif not all(item.reading.clock_trusted for item in items):
-            items = self._dated(items)
+        items = ready_to_render(items, ClockNow.read(self.clock.trusted()))
         profile = self.config.upstream.fhir_profile
         payload, skipped = await self._renderer.render(items, ctx, profile)
+        self._report(skipped)
+        return payload
+
+    async def _map_sealed(self, items: Sequence[SealedReading]) -> bytes | list[bytes]:
+        """The uplink's mapper with a rendering worker: the readings reach it sealed and are
+        opened, dated and rendered there (gateway/store/sealed.py, render_pool)."""
+        ctx = self._context()
+        clock = ClockNow.read(self.clock.trusted())
+        profile = self.config.upstream.fhir_profile
+        rendered = await self._renderer.render_sealed(items, ctx, clock, profile)
+        if rendered.tampered and self.store is not None:
+            # quarantined with its event before the message goes: its ack then finds no row
+            await self.store.quarantine_leased(rendered.tampered)
+        self._report(rendered.skipped)
+        return rendered.payload
+
+    def _report(self, skipped: Sequence[MappingError]) -> None:
         for err in skipped:
             if isinstance(err, DeviceNotIdentified):
                 # Not dropped: raising makes the uplink split the cut and hold this reading
@@ -191,19 +200,6 @@ class Service:
             # Acked with its message: an undecodable value was committed as received (L8.2)
             # and its event names it; no bytes, no value in the event.
             self._event_soon("reading_unmappable", reading=str(err.item_id), reason=err.reason)
-        return payload
-
-    @staticmethod
-    def _dated(items: Sequence[StoredReading]) -> list[StoredReading]:
-        """Readings received on an untrusted clock, dated on the now trusted one (L7.2);
-        `ReceiveTimeUnknown` (the uplink then holds that reading) when that cannot be done."""
-        boot, monotonic = capture_clock()
-        now = datetime.now(UTC)
-        out = []
-        for item in items:
-            reading = resolve(item.reading, boot=boot, now=now, monotonic_ns=monotonic)
-            out.append(item if reading is item.reading else replace(item, reading=reading))
-        return out
 
     def _event_soon(self, kind: str, **detail: str | int) -> None:
         store = self.store
@@ -234,10 +230,12 @@ class Service:
         try:
             self._known_devices = {d.address.upper(): d for d in await store.devices()}
             await asyncio.to_thread(lambda: self._gateway_info)  # the SYSID, read or kept now
-            uplink = Uplink(
+            # With a rendering worker the leases stay sealed: it opens them, off this process.
+            sealed = self._renderer.workers > 0
+            uplink: Uplink[Any] = Uplink(
                 settings,
-                store,
-                self._map,
+                store.sealed() if sealed else store,
+                self._map_sealed if sealed else self._map,
                 version=__version__,
                 clock_trusted=self.clock.trusted,
                 events_cursor=config.state_dir / "events.cursor",

@@ -164,10 +164,11 @@ def outbox_aad_head(key_id: int) -> bytes:
 class Sealer:
     """AES-256-GCM under one data key; one `AESGCM` object reused (PERFORMANCE.md)."""
 
-    __slots__ = ("_aead", "aad_head", "key_id")
+    __slots__ = ("_aead", "aad_head", "key", "key_id")
 
     def __init__(self, key_id: int, key: bytes) -> None:
         self.key_id = key_id
+        self.key = key  # handed with sealed leases to the rendering worker (sealed.py)
         self.aad_head = outbox_aad_head(key_id)
         self._aead = AESGCM(key)
 

@@ -25,7 +25,6 @@ from gateway.store.delivered_filter import DeliveredFilter
 from gateway.store.errors import StoreBusy, StoreCorrupt, StoreError, StoreFull, TamperedRecord
 from gateway.store.owner_thread import OwnerThread
 from gateway.store.records import (
-    CLOCK_TRUSTED,
     DeviceRecord,
     Event,
     MalformedRecord,
@@ -34,12 +33,12 @@ from gateway.store.records import (
     from_us,
     pack_captured_many,
     to_us,
-    unpack_fields,
 )
 from gateway.store.schema import DB_NAME, connect, migrate, set_aside
+from gateway.store.sealed import SealedReading, open_row
 from gateway.store.status import StoreStatus, device_rows, first_waiting, read_status, stats_of
 
-__all__ = ["KEY_MAX_AGE", "Maintenance", "Store"]
+__all__ = ["KEY_MAX_AGE", "Maintenance", "SealedOutbox", "Store"]
 
 T = TypeVar("T")
 MIB: Final = 1024 * 1024
@@ -481,15 +480,67 @@ class _Engine:
         return gone
 
     def lease(self, limit: int, lease_s: float) -> list[StoredReading]:
+        rows = self._lease_rows(limit, lease_s)
+        out: list[StoredReading] = []
+        bad: list[tuple[int, str]] = []
+        times: dict[int, datetime] = {}
+        openers: dict[int, crypto.Sealer] = {}
+        for seq, rid, key_id, captured, attempts, payload in rows:
+            try:
+                opener = openers.get(key_id)
+                if opener is None:
+                    opener = openers[key_id] = self._opener(key_id)
+                out.append(open_row(rid, captured, attempts, payload, sealer=opener, times=times))
+            except TamperedRecord as exc:
+                bad.append((seq, str(exc)))
+        if bad:
+            self._quarantine_all(bad)
+        return out
+
+    def lease_sealed(self, limit: int, lease_s: float) -> list[SealedReading]:
+        """`lease`, the readings left sealed, each with its data key (sealed.py)."""
+        rows = self._lease_rows(limit, lease_s)
+        out: list[SealedReading] = []
+        bad: list[tuple[int, str]] = []
+        for seq, rid, key_id, captured, attempts, payload in rows:
+            sealer = self.sealers.get(key_id)
+            if sealer is None:
+                bad.append((seq, f"record names unknown key {key_id}"))
+                continue
+            key = sealer.key
+            out.append(SealedReading(rid.hex(), key_id, rid, captured, attempts, payload, key))
+        if bad:
+            self._quarantine_all(bad)
+        return out
+
+    def quarantine_leased(self, found: Sequence[tuple[str, str]]) -> None:
+        """Rows this process leased sealed and found failing their tag where they were opened:
+        quarantined as `lease` does (a row no longer leased, or no longer there, is left)."""
+        bad: list[tuple[int, str]] = []
+        for (rid,), (_, reason) in zip(self._rids([i for i, _ in found]), found, strict=True):
+            held = self.leases.get(rid)
+            if held is None:
+                continue
+            row = self.conn.execute("SELECT rid FROM outbox WHERE seq = ?", (held[1],)).fetchone()
+            if row is not None and row[0] == rid:
+                bad.append((held[1], reason))
+        if bad:
+            self._quarantine_all(bad)
+
+    def _quarantine_all(self, bad: list[tuple[int, str]]) -> None:
+        with _Tx(self.conn, durable=False) as c:
+            for seq, reason in bad:
+                self._quarantine(c, seq, reason)
+
+    def _lease_rows(
+        self, limit: int, lease_s: float
+    ) -> list[tuple[int, bytes, int, int, int, bytes]]:
+        """The oldest rows not delivered nor under an unexpired lease, now leased: (seq, row
+        key, key id, captured ms, attempts counting this lease, sealed payload)."""
         now = self.clock()
         until = now + lease_s
         leases = self.leases
-        out: list[StoredReading] = []
-        bad: list[tuple[int, str]] = []
-        # one datetime per distinct time in a lease: a batch shares its capture time, and a
-        # device's history often its receive time
-        times: dict[int, datetime] = {}
-        openers: dict[int, crypto.Sealer] = {}
+        out: list[tuple[int, bytes, int, int, int, bytes]] = []
         # a read, not a write: leases are this process's promises, kept in `self.leases`
         acked = self.acked
         first = first_waiting(self.conn, acked, self.floor)
@@ -498,7 +549,7 @@ class _Engine:
                 # nothing waits: the drain is over, a good time to tidy the delivered rows away
                 # (during a drain this move would cost the delivery path ~10 us a reading)
                 self._flush_delivered()
-            return []
+            return out
         self.floor = first[0] - 1  # what the query stepped over is all delivered
         # past the rows earlier leases held, while none of those can have expired
         start, held_until = self.floor, until
@@ -538,62 +589,11 @@ class _Engine:
                             held_until = min(held_until, held[0])
                             continue
                         unsaved = held[2]
-                    try:
-                        opener = openers.get(key_id)
-                        if opener is None:
-                            opener = openers[key_id] = self._opener(key_id)
-                        fields = unpack_fields(opener.open(opener.aad_head + rid, payload))
-                    except TamperedRecord as exc:
-                        bad.append((seq, str(exc)))
-                        continue
-                    (
-                        device,
-                        characteristic,
-                        value,
-                        rx_us,
-                        flags,
-                        context,
-                        offset,
-                        ident,
-                        phd,
-                        boot,
-                        mono,
-                    ) = fields
-                    received_at = times.get(rx_us)
-                    if received_at is None:
-                        received_at = times[rx_us] = from_us(rx_us)
-                    captured_us = captured * 1000
-                    captured_at = times.get(captured_us)
-                    if captured_at is None:
-                        captured_at = times[captured_us] = from_us(captured_us)
                     leases[rid] = (until, seq, unsaved + 1)
-                    out.append(
-                        StoredReading(
-                            rid.hex(),
-                            Reading(
-                                device,
-                                characteristic,
-                                value,
-                                received_at,
-                                bool(flags & CLOCK_TRUSTED),
-                                context,
-                                offset,
-                                boot,
-                                mono,
-                            ),
-                            phd,
-                            captured_at,
-                            attempts + unsaved + 1,
-                            ident,
-                        )
-                    )
+                    out.append((seq, rid, key_id, captured, attempts + unsaved + 1, payload))
         finally:
             cur.close()
         self.held_until = held_until
-        if bad:
-            with _Tx(self.conn, durable=False) as c:
-                for seq, reason in bad:
-                    self._quarantine(c, seq, reason)
         return out
 
     def _opener(self, key_id: int) -> crypto.Sealer:
@@ -910,6 +910,24 @@ class Store:
             return []
         return await self._run(lambda: self._engine.lease(limit, lease_s))
 
+    async def lease_sealed(self, limit: int = 100, *, lease_s: float = 60.0) -> list[SealedReading]:
+        """`lease`, the readings left sealed for the process that renders them (sealed.py);
+        what does not open there comes back through `quarantine_leased`."""
+        if limit <= 0:
+            return []
+        return await self._run(lambda: self._engine.lease_sealed(limit, lease_s))
+
+    async def quarantine_leased(self, found: Sequence[tuple[str, str]]) -> None:
+        """(id, reason) of leased readings that failed their tag where they were opened:
+        quarantined, with a ``tampered_record`` event each, as `lease` does itself."""
+        batch = list(found)
+        if batch:
+            await self._run(lambda: self._engine.quarantine_leased(batch))
+
+    def sealed(self) -> SealedOutbox:
+        """This store as an outbox (gateway.uplink) whose leases stay sealed."""
+        return SealedOutbox(self)
+
     async def ack(self, ids: Sequence[str]) -> None:
         """Delivered upstream: never leased again; the rows' keys stay (dedup), their sealed
         payloads go at the next flush (the queue found empty, prune)."""
@@ -986,3 +1004,31 @@ class Store:
         field names) into a paired device's row, and nothing else of it: its contact, battery
         and pairing stay as they are; a device no longer paired stays absent."""
         await self._run(lambda: self._engine.update_device_information(address, dict(info)))
+
+
+class SealedOutbox:
+    """A `Store` as the uplink's outbox (gateway.uplink.outbox), its leases sealed: for a
+    mapper that opens them in its rendering worker (gateway.render_pool)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def lease(self, limit: int = 100, *, lease_s: float = 60.0) -> list[SealedReading]:
+        return await self.store.lease_sealed(limit, lease_s=lease_s)
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        await self.store.ack(ids)
+
+    async def release(self, ids: Sequence[str]) -> None:
+        await self.store.release(ids)
+
+    async def stats(self) -> StoreStats:
+        return await self.store.stats()
+
+    async def events(self, after: int = 0, limit: int = 100) -> list[Event]:
+        return await self.store.events(after, limit)
+
+    async def record_event(self, kind: str, **detail: DetailValue) -> None:
+        await self.store.record_event(kind, **detail)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,14 +16,16 @@ from device_drivers.reading import Reading
 from device_drivers.weight_scale import WeightMeasurement, WeightUnit
 from gateway.clock import ClockTrust
 from gateway.config import load_config
-from gateway.receipt_time import ReceiveTimeUnknown, boot_id
-from gateway.service import ClockNotTrusted, Service
-from gateway.store import StoredReading
+from gateway.receipt_time import ClockNotTrusted, ReceiveTimeUnknown, boot_id
+from gateway.render_pool import RenderPool
+from gateway.service import Service
+from gateway.store import Store, StoredReading
 
 WRONG = datetime(1970, 1, 1, 0, 5, tzinfo=UTC)
 
 
-def service(tmp_path: Path, *, synced: list[bool]) -> Service:
+def service(tmp_path: Path, *, synced: list[bool], workers: int = 0) -> Service:
+    """A service whose mapper renders in place (`_map`), or with `workers` (`_map_sealed`)."""
     path = tmp_path / "carebox.toml"
     path.write_text(
         'gateway_id = "cbx-map"\n'
@@ -31,7 +34,9 @@ def service(tmp_path: Path, *, synced: list[bool]) -> Service:
         '[upstream]\nurl = "mqtts://broker.example.org"\n'
         '[clock]\ntimezone = "Europe/Paris"\n'
     )
-    return Service(load_config(path), clock=ClockTrust("auto", probe=lambda: synced[0]))
+    svc = Service(load_config(path), clock=ClockTrust("auto", probe=lambda: synced[0]))
+    svc._renderer = RenderPool(workers)
+    return svc
 
 
 def weighed(*, boot: str | None, monotonic_ns: int) -> StoredReading:
@@ -73,3 +78,43 @@ async def test_from_an_earlier_boot_without_device_time_it_is_held(tmp_path: Pat
     svc = service(tmp_path, synced=[True])
     with pytest.raises(ReceiveTimeUnknown):
         await svc._map([weighed(boot="f" * 32, monotonic_ns=1)])
+
+
+async def test_with_a_worker_held_then_dated_the_same_way(tmp_path: Path) -> None:
+    """The sealed path (a rendering worker opens the readings): the same refusal while the
+    clock is untrusted, the same dating once it is, and a tampered record quarantined."""
+    synced = [False]
+    svc = service(tmp_path, synced=synced, workers=1)
+    store = await Store.open(tmp_path / "state", min_free_mb=0)
+    svc.store = store
+    try:
+        ten_s_ago = time.monotonic_ns() - 10_000_000_000
+        (rid,) = await store.add([weighed(boot=boot_id(), monotonic_ns=ten_s_ago).reading])
+        sealed = await store.lease_sealed(10, lease_s=0.0)
+        with pytest.raises(ClockNotTrusted):
+            await svc._map_sealed(sealed)
+        assert svc._renderer.worker_pids()  # refused in the worker
+        synced[0] = True
+        before = datetime.now(UTC)
+        payload = await svc._map_sealed(sealed)
+        assert isinstance(payload, bytes)
+        (stamp,) = effective(payload)
+        at = datetime.fromisoformat(stamp)
+        assert before - timedelta(seconds=12) <= at <= before - timedelta(seconds=9)
+        in_place = await svc._map(await store.lease(10, lease_s=0.0))
+        assert isinstance(in_place, bytes)
+        assert effective(in_place)[0][:16] == stamp[:16]  # same minute: both dated now
+
+        # a record failing its tag in the worker: quarantined before its message goes
+        tampered = [replace(s, payload=s.payload[:-1] + bytes([s.payload[-1] ^ 1])) for s in sealed]
+        await store.lease_sealed(10, lease_s=60.0)  # held by this process, as the uplink holds it
+        out = await svc._map_sealed(tampered)
+        assert isinstance(out, bytes)
+        assert b'"Observation"' not in out
+        stats = await store.stats()
+        assert (stats.quarantined, stats.queue_depth) == (1, 0)
+        assert [e.detail["row"] for e in await store.events() if e.kind == "tampered_record"]
+        assert rid not in {r.id for r in await store.lease(10, lease_s=0.0)}
+    finally:
+        svc._renderer.close()
+        await store.close()

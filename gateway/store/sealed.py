@@ -1,0 +1,145 @@
+"""Leased readings still sealed, and their opening: in the store's `lease`, or in the process
+that renders them (`gateway.render_pool`'s worker).
+
+Why: opening a reading (AES-GCM, the plaintext layout, a `Reading`) is a third of what the
+gateway's process spends on a reading it delivers. A store that hands out its rows still sealed
+lets a rendering worker on another core open them, off the process that holds the event loop,
+the store's thread and the network thread, which share one GIL (bench/uplink.py).
+
+A `SealedReading` carries the data key its row was sealed under, so the worker needs nothing
+else from the store. The key stays in memory: in this process and in the rendering worker it
+is handed to over a socket pair (spawned by this process, same user); it is never written,
+logged or shown in a repr. A key rotation does not re-seal rows, and a key is dropped only
+once no row uses it: a leased row's key stays valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from device_drivers.reading import Reading
+from gateway.store.crypto import Sealer
+from gateway.store.errors import TamperedRecord
+from gateway.store.records import CLOCK_TRUSTED, StoredReading, from_us, unpack_fields
+
+__all__ = ["Opener", "SealedReading", "SealedRow", "as_rows", "open_row"]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedReading:
+    """A leased reading as its row holds it. `id` is `StoredReading.id` (the row key as hex);
+    `captured_ms` the commit time (ms since the epoch); `attempts` counts this lease."""
+
+    id: str
+    key_id: int
+    rid: bytes
+    captured_ms: int
+    attempts: int
+    payload: bytes = field(repr=False)
+    key: bytes = field(repr=False)
+
+
+def open_row(
+    rid: bytes,
+    captured_ms: int,
+    attempts: int,
+    payload: bytes,
+    *,
+    sealer: Sealer,
+    times: dict[int, datetime],
+) -> StoredReading:
+    """The `StoredReading` of one sealed row; `TamperedRecord` when it does not open or parse.
+    `times`: datetimes already built, by microseconds (a batch shares its capture time, a
+    device's history often its receive time)."""
+    (
+        device,
+        characteristic,
+        value,
+        rx_us,
+        flags,
+        context,
+        offset,
+        ident,
+        phd,
+        boot,
+        mono,
+    ) = unpack_fields(sealer.open(sealer.aad_head + rid, payload))
+    received_at = times.get(rx_us)
+    if received_at is None:
+        received_at = times[rx_us] = from_us(rx_us)
+    captured_us = captured_ms * 1000
+    captured_at = times.get(captured_us)
+    if captured_at is None:
+        captured_at = times[captured_us] = from_us(captured_us)
+    return StoredReading(
+        rid.hex(),
+        Reading(
+            device,
+            characteristic,
+            value,
+            received_at,
+            bool(flags & CLOCK_TRUSTED),
+            context,
+            offset,
+            boot,
+            mono,
+        ),
+        phd,
+        captured_at,
+        attempts,
+        ident,
+    )
+
+
+_TIMES_KEPT = 4096  # datetimes an `Opener` keeps across calls
+
+
+SealedRow = tuple[int, bytes, int, int, bytes]
+"""A `SealedReading` as it crosses to the rendering worker: key id, row key, captured ms,
+attempts, sealed payload (its key goes once per request, by key id)."""
+
+
+def as_rows(items: Sequence[SealedReading]) -> tuple[list[SealedRow], dict[int, bytes]]:
+    """`items` as plain rows (cheap to pickle, unlike a slots dataclass) and their keys."""
+    keys: dict[int, bytes] = {}
+    rows: list[SealedRow] = []
+    for item in items:
+        keys[item.key_id] = item.key
+        rows.append((item.key_id, item.rid, item.captured_ms, item.attempts, item.payload))
+    return rows, keys
+
+
+class Opener:
+    """Opens sealed rows where they are rendered, keeping one `Sealer` per data key."""
+
+    def __init__(self) -> None:
+        self._sealers: dict[tuple[int, bytes], Sealer] = {}
+        self._times: dict[int, datetime] = {}
+
+    def open(
+        self, rows: Sequence[SealedRow], keys: Mapping[int, bytes]
+    ) -> tuple[list[StoredReading], list[tuple[str, str]]]:
+        """(the readings that open, in order; (id, reason) of each that does not)."""
+        sealers = self._sealers
+        times = self._times
+        if len(times) > _TIMES_KEPT:
+            times.clear()
+        out: list[StoredReading] = []
+        bad: list[tuple[str, str]] = []
+        for key_id, rid, captured_ms, attempts, payload in rows:
+            key = keys.get(key_id)
+            if key is None:
+                bad.append((rid.hex(), f"record names unknown key {key_id}"))
+                continue
+            sealer = sealers.get((key_id, key))
+            if sealer is None:
+                sealer = sealers[key_id, key] = Sealer(key_id, key)
+            try:
+                out.append(
+                    open_row(rid, captured_ms, attempts, payload, sealer=sealer, times=times)
+                )
+            except TamperedRecord as exc:
+                bad.append((rid.hex(), str(exc)))
+        return out, bad
