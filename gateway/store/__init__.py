@@ -6,6 +6,7 @@ Layout
     schema.py    database file, durability pragmas (and why), forward migrations, set-aside
     crypto.py    the only importer of `cryptography`: seal/open, key wrap, KEK providers
     acked.py     `AckedRuns`: delivered rows awaiting the flush, as runs of seqs
+    sealed.py    `SealedReading`: a lease left sealed for the rendering worker to open
     records.py   the values (`StoredReading`, `StoreStats`, `DeviceRecord`, `Event`) and the
                  sealed plaintext layout of a reading
     status.py    read-only stats/devices for `carebox status` from another process
@@ -21,7 +22,8 @@ Invariants
   associated data binds the envelope version (`crypto.SEAL_FORMAT`), key id and row key, so
   a ciphertext moved to another row fails. The plaintext layout (records.py, version in its
   first byte, under the tag) is 2 now; layout 1 records still open. A record failing its tag
-  moves to `quarantine` with a ``tampered_record`` event and the queue flows on.
+  moves to `quarantine` with a ``tampered_record`` event and the queue flows on; for a lease
+  left sealed (`lease_sealed`), whoever opens it reports it back (`quarantine_leased`).
 - `ack` records the delivered rows as runs of seqs in `acked` (acked.py): one small row a
   run, not a rewrite of each row, on the delivery path. A delivered row stays in the outbox,
   sealed, its row key in the unique index, so a reading replayed by a device after delivery
