@@ -70,6 +70,7 @@ from gateway.fhir import (
     render_mes,
 )
 from gateway.receipt_time import ClockNow, ready_to_render
+from gateway.store.records import from_us, to_us
 from gateway.store.sealed import Opener, SealedReading, SealedRow, as_rows
 
 __all__ = ["RenderPool", "Rendered", "default_workers", "render_here", "render_sealed_here"]
@@ -187,8 +188,9 @@ def _answer(request: tuple[Any, ...], state: _WorkerState) -> tuple[Any, ...]:
     if state.ctx is None:
         raise RuntimeError("a request came before any rendering context")
     if kind == "sealed":
-        clock_fields, keys, rows = rest
-        clock = ClockNow(*clock_fields)
+        (trusted, boot, now_us, monotonic_ns), keys, rows = rest
+        now = None if now_us is None else from_us(now_us)
+        clock = ClockNow(trusted, boot, now, monotonic_ns)
         payload, skipped, tampered = render_sealed_here(
             state.opener, rows, keys, state.ctx, clock, profile=profile
         )
@@ -449,8 +451,10 @@ class RenderPool:
         worker = self._worker() if self._workers else None
         answer = None
         if worker is not None:
-            # the clock as a plain tuple: a slots dataclass pickles field by field, slowly
-            clock_fields = (clock.trusted, clock.boot, clock.now, clock.monotonic_ns)
+            # the clock as plain values: a slots dataclass, and a datetime's UTC zone, pickle
+            # through copyreg, slowly
+            now_us = None if clock.now is None else to_us(clock.now)
+            clock_fields = (clock.trusted, clock.boot, now_us, clock.monotonic_ns)
             answer = await self._call(worker, ctx, ("sealed", profile, clock_fields, keys, rows))
         if answer is None:
             payload, skipped, tampered = render_sealed_here(

@@ -27,18 +27,28 @@ from gateway.store.records import CLOCK_TRUSTED, StoredReading, from_us, unpack_
 __all__ = ["Opener", "SealedReading", "SealedRow", "as_rows", "open_row"]
 
 
+SealedRow = tuple[int, bytes, int, int, bytes]
+"""A sealed row as it crosses to the rendering worker: key id, row key, captured ms (commit
+time since the epoch), attempts (this lease counted), sealed payload. Its key goes once per
+request, by key id."""
+
+
 @dataclass(frozen=True, slots=True)
 class SealedReading:
-    """A leased reading as its row holds it. `id` is `StoredReading.id` (the row key as hex);
-    `captured_ms` the commit time (ms since the epoch); `attempts` counts this lease."""
+    """A leased reading as its row holds it: `id` is `StoredReading.id` (the row key as hex),
+    `row` what crosses to the worker, `key` the data key it was sealed under."""
 
     id: str
-    key_id: int
-    rid: bytes
-    captured_ms: int
-    attempts: int
-    payload: bytes = field(repr=False)
+    row: SealedRow = field(repr=False)
     key: bytes = field(repr=False)
+
+    @property
+    def key_id(self) -> int:
+        return self.row[0]
+
+    @property
+    def attempts(self) -> int:
+        return self.row[3]
 
 
 def open_row(
@@ -96,18 +106,14 @@ def open_row(
 _TIMES_KEPT = 4096  # datetimes an `Opener` keeps across calls
 
 
-SealedRow = tuple[int, bytes, int, int, bytes]
-"""A `SealedReading` as it crosses to the rendering worker: key id, row key, captured ms,
-attempts, sealed payload (its key goes once per request, by key id)."""
-
-
 def as_rows(items: Sequence[SealedReading]) -> tuple[list[SealedRow], dict[int, bytes]]:
     """`items` as plain rows (cheap to pickle, unlike a slots dataclass) and their keys."""
     keys: dict[int, bytes] = {}
     rows: list[SealedRow] = []
     for item in items:
-        keys[item.key_id] = item.key
-        rows.append((item.key_id, item.rid, item.captured_ms, item.attempts, item.payload))
+        row = item.row
+        keys[row[0]] = item.key
+        rows.append(row)
     return rows, keys
 
 

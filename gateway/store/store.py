@@ -507,8 +507,8 @@ class _Engine:
             if sealer is None:
                 bad.append((seq, f"record names unknown key {key_id}"))
                 continue
-            key = sealer.key
-            out.append(SealedReading(rid.hex(), key_id, rid, captured, attempts, payload, key))
+            row = (key_id, rid, captured, attempts, payload)
+            out.append(SealedReading(rid.hex(), row, sealer.key))
         if bad:
             self._quarantine_all(bad)
         return out

@@ -106,7 +106,9 @@ async def test_with_a_worker_held_then_dated_the_same_way(tmp_path: Path) -> Non
         assert effective(in_place)[0][:16] == stamp[:16]  # same minute: both dated now
 
         # a record failing its tag in the worker: quarantined before its message goes
-        tampered = [replace(s, payload=s.payload[:-1] + bytes([s.payload[-1] ^ 1])) for s in sealed]
+        tampered = [
+            replace(s, row=(*s.row[:4], s.row[4][:-1] + bytes([s.row[4][-1] ^ 1]))) for s in sealed
+        ]
         await store.lease_sealed(10, lease_s=60.0)  # held by this process, as the uplink holds it
         out = await svc._map_sealed(tampered)
         assert isinstance(out, bytes)

@@ -136,7 +136,7 @@ async def test_rows_of_a_rotated_store_open_with_the_key_each_carries(store: Sto
 
 def test_a_sealed_reading_shows_neither_its_key_nor_its_payload() -> None:
     key, payload = bytes(range(32)), b"\xaa" * 40
-    shown = repr(SealedReading("ab" * 16, 2, bytes(16), 0, 1, payload, key))
+    shown = repr(SealedReading("ab" * 16, (2, bytes(16), 0, 1, payload), key))
     assert key.hex() not in shown
     assert repr(key) not in shown
     assert repr(payload) not in shown
