@@ -252,11 +252,12 @@ def default_workers(cores: int) -> int:
     With a worker the uplink's leases stay sealed: the worker opens and renders them, so the
     gateway's process neither decrypts nor renders (gateway/store/sealed.py). Measured on a
     2-core machine also running the broker (bench/uplink.py, three runs each, alternating):
-    one worker drained 29,488-31,474 readings/s against 26,034-26,472/s in place, at 46.2-49.3
-    us of CPU a reading (worker included) against 38.2-38.9, commit-to-PUBACK p99 3.45-4.23 ms
-    against 3.24-4.10. Before the leases stayed sealed a worker gained nothing on 2 cores
-    (28,116/s against 28,848-29,596/s in place): it received readings the store's thread had
-    opened, and the process holding the GIL still paid for that."""
+    one worker drained 33,872-35,922 readings/s against 32,861-33,371/s in place, at 40.9-43.5
+    us of CPU a reading (worker included) against 30.3-30.6, commit-to-PUBACK p99 2.98-4.22 ms
+    against 2.55-3.87: a little faster, with the second core's help, and the event loop (which
+    also serves the BLE sessions) free of rendering. Before the leases stayed sealed a worker
+    gained nothing on 2 cores (28,116/s against 28,848-29,596/s in place): it received
+    readings the store's thread had opened, and the process holding the GIL still paid."""
     if cores <= 1:
         return 0
     return min(MAX_WORKERS, cores - 1)
