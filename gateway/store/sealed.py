@@ -1,10 +1,10 @@
 """Leased readings still sealed, and their opening: in the store's `lease`, or in the process
 that renders them (`gateway.render_pool`'s worker).
 
-Why: opening a reading (AES-GCM, the plaintext layout, a `Reading`) is a third of what the
-gateway's process spends on a reading it delivers. A store that hands out its rows still sealed
-lets a rendering worker on another core open them, off the process that holds the event loop,
-the store's thread and the network thread, which share one GIL (bench/uplink.py).
+Why: opening (AES-GCM, the plaintext layout, a `Reading`) is most of a lease: 5.4 µs a
+reading against 2.1 for the same lease left sealed (leases of 500). A store that hands out its
+rows still sealed lets a rendering worker on another core open them, off the process whose
+event loop, store thread and network thread share one GIL (bench/uplink.py).
 
 A `SealedReading` carries the data key its row was sealed under, so the worker needs nothing
 else from the store. The key stays in memory: in this process and in the rendering worker it
