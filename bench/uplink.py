@@ -183,7 +183,7 @@ async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
         sealed = renderer.workers > 0
 
         async def mapper(items: Sequence[StoredReading]) -> bytes:
-            payload, _ = await renderer.render(items, ctx)
+            payload, _ = render_here(items, ctx)  # as the service's in-place mapper does
             assert isinstance(payload, bytes)  # one PHD IG Bundle
             if recording:
                 sent.append((len(items), payload))

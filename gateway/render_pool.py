@@ -9,11 +9,11 @@ of one core renders in place (`default_workers`).
 `render_sealed` takes readings the store leased still sealed (gateway/store/sealed.py): the
 worker opens them too, and dates them on the clock view it is given (`ClockNow`,
 receipt_time.ready_to_render), so the gateway's process, whose threads share one GIL, neither
-decrypts nor renders. `render` takes opened readings (the in-place path, and callers that
-already hold them).
+decrypts nor renders. Without a worker, the uplink's readings are opened by the store's lease
+and rendered with `render_here`.
 
-What crosses the process boundary is plain data: per reading a tuple (`_row`, or a sealed row
-and, once per request, the data keys those rows name), the `FhirContext` (frozen, picklable;
+What crosses the process boundary is plain data: per reading a sealed row and, once per
+request, the data keys those rows name, the `FhirContext` (frozen, picklable;
 sent again only when it changed) and the profile name; back come the payload bytes (one PHD IG
 Bundle, or one ANS MES Bundle per Observation), per reading left out its store id, reason and
 error class, and per sealed row that failed its tag its id and reason (never a value). The data
@@ -53,12 +53,10 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Final
 
-from device_drivers.reading import Reading
 from gateway.fhir import (
     BundleItem,
     DeviceNotIdentified,
@@ -92,7 +90,6 @@ _READ_SIZE: Final = 256 * 1024  # a full payload's answer in one read
 # pieces as a default ~200 KB buffer lets through.
 _SOCKET_BUFFER: Final = 1024 * 1024
 
-_Row = tuple[str, str, int, bytes, datetime, bool, bytes | None, float | None, str]
 _Skip = tuple[str, str, str]  # (store id, reason, the MappingError subclass's name)
 _Tampered = list[tuple[str, str]]  # (store id, reason) of sealed rows that did not open
 Payloads = bytes | list[bytes]
@@ -107,28 +104,6 @@ class Rendered:
     payload: Payloads
     skipped: list[MappingError]
     tampered: _Tampered
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    id: str
-    reading: Reading
-    phd_timestamp: str
-
-
-def _row(item: BundleItem) -> _Row:
-    r = item.reading
-    return (
-        item.id,
-        r.device,
-        r.characteristic,
-        r.value,
-        r.received_at,
-        r.clock_trusted,
-        r.context,
-        r.device_clock_offset_s,
-        item.phd_timestamp,
-    )
 
 
 _PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
@@ -182,23 +157,17 @@ def _skips(skipped: Sequence[MappingError]) -> list[_Skip]:
 
 def _answer(request: tuple[Any, ...], state: _WorkerState) -> tuple[Any, ...]:
     """Runs in the worker: (True, payload, skips, tampered) for one request."""
-    kind, ctx, profile, *rest = request
+    ctx, profile, (trusted, boot, now_us, monotonic_ns), keys, rows = request
     if ctx is not None:
         state.ctx = ctx
     if state.ctx is None:
         raise RuntimeError("a request came before any rendering context")
-    if kind == "sealed":
-        (trusted, boot, now_us, monotonic_ns), keys, rows = rest
-        now = None if now_us is None else from_us(now_us)
-        clock = ClockNow(trusted, boot, now, monotonic_ns)
-        payload, skipped, tampered = render_sealed_here(
-            state.opener, rows, keys, state.ctx, clock, profile=profile
-        )
-        return True, payload, _skips(skipped), tampered
-    (rows,) = rest
-    items = [_Item(row[0], Reading(*row[1:8]), row[8]) for row in rows]
-    payload, skipped = render_here(items, state.ctx, profile)
-    return True, payload, _skips(skipped), []
+    now = None if now_us is None else from_us(now_us)
+    clock = ClockNow(trusted, boot, now, monotonic_ns)
+    payload, skipped, tampered = render_sealed_here(
+        state.opener, rows, keys, state.ctx, clock, profile=profile
+    )
+    return True, payload, _skips(skipped), tampered
 
 
 @dataclass(slots=True)
@@ -426,18 +395,6 @@ class RenderPool:
             self._live.append(idle)
         return idle
 
-    async def render(
-        self, items: Sequence[BundleItem], ctx: FhirContext, profile: str = "phd"
-    ) -> tuple[Payloads, list[MappingError]]:
-        """`(payload(s), readings left out)` for `items`: `render_here` in a worker."""
-        worker = self._worker() if self._workers else None
-        if worker is None:
-            return render_here(items, ctx, profile)
-        answer = await self._call(worker, ctx, ("rows", profile, [_row(i) for i in items]))
-        if answer is None:
-            return render_here(items, ctx, profile)
-        return answer[1], _errors(answer[2])
-
     async def render_sealed(
         self,
         items: Sequence[SealedReading],
@@ -456,7 +413,7 @@ class RenderPool:
             # through copyreg, slowly
             now_us = None if clock.now is None else to_us(clock.now)
             clock_fields = (clock.trusted, clock.boot, now_us, clock.monotonic_ns)
-            answer = await self._call(worker, ctx, ("sealed", profile, clock_fields, keys, rows))
+            answer = await self._call(worker, ctx, (profile, clock_fields, keys, rows))
         if answer is None:
             payload, skipped, tampered = render_sealed_here(
                 self._opener, rows, keys, ctx, clock, profile=profile
@@ -467,12 +424,11 @@ class RenderPool:
     async def _call(
         self, worker: _Worker, ctx: FhirContext, body: tuple[Any, ...]
     ) -> tuple[Any, ...] | None:
-        """The worker's answer to `body` (kind, profile, ...) with `ctx`, None when the worker
-        is gone or stuck (then the caller renders here); an error the worker raised is raised.
-        """
-        kind, *rest = body
+        """The worker's answer to `body` (profile, clock, keys, rows) with `ctx`, None when the
+        worker is gone or stuck (then the caller renders here); an error the worker raised is
+        raised."""
         sent_ctx = None if worker.ctx == ctx else ctx
-        request = pickle.dumps((kind, sent_ctx, *rest), protocol=pickle.HIGHEST_PROTOCOL)
+        request = pickle.dumps((sent_ctx, *body), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             async with asyncio.timeout(self._timeout_s):
                 future = worker.call(request)

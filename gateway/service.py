@@ -38,7 +38,7 @@ from gateway.fhir import (
     MappingError,
 )
 from gateway.receipt_time import ClockNow, ready_to_render
-from gateway.render_pool import RenderPool
+from gateway.render_pool import RenderPool, render_here
 from gateway.store import Store, StoredReading
 from gateway.store.sealed import SealedReading
 from gateway.systemd import Notifier, Watchdog
@@ -173,7 +173,7 @@ class Service:
         ctx = self._context()
         items = ready_to_render(items, ClockNow.read(self.clock.trusted()))
         profile = self.config.upstream.fhir_profile
-        payload, skipped = await self._renderer.render(items, ctx, profile)
+        payload, skipped = render_here(items, ctx, profile)
         self._report(skipped)
         return payload
 

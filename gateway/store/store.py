@@ -503,9 +503,10 @@ class _Engine:
         out: list[SealedReading] = []
         bad: list[tuple[int, str]] = []
         for seq, rid, key_id, captured, attempts, payload in rows:
-            sealer = self.sealers.get(key_id)
-            if sealer is None:
-                bad.append((seq, f"record names unknown key {key_id}"))
+            try:
+                sealer = self._opener(key_id)
+            except TamperedRecord as exc:
+                bad.append((seq, str(exc)))
                 continue
             row = (key_id, rid, captured, attempts, payload)
             out.append(SealedReading(rid.hex(), row, sealer.key))
