@@ -59,7 +59,7 @@ from device_drivers.reading import Reading  # noqa: E402
 from gateway import __version__  # noqa: E402
 from gateway.fhir import FhirContext  # noqa: E402
 from gateway.receipt_time import ClockNow  # noqa: E402
-from gateway.render_pool import Payloads, RenderPool, render_here, render_sealed_here  # noqa: E402
+from gateway.render_pool import RenderPool, render_here, render_sealed_here  # noqa: E402
 from gateway.store import Store, StoredReading  # noqa: E402
 from gateway.store.sealed import Opener, SealedReading, as_rows  # noqa: E402
 from gateway.uplink.broker import LocalBroker  # noqa: E402
@@ -190,7 +190,7 @@ async def _bench(tmp: Path, workers: int | None) -> dict[str, object]:
                 sent_items.append(items)
             return payload
 
-        async def sealed_mapper(items: Sequence[SealedReading]) -> Payloads:
+        async def sealed_mapper(items: Sequence[SealedReading]) -> bytes:
             rendered = await renderer.render_sealed(items, ctx, ClockNow.read(True))
             payload = rendered.payload
             assert isinstance(payload, bytes)  # one PHD IG Bundle
