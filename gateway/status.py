@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.service import read_runtime_status
+from gateway.uplink.cert_expiry import WARN_DAYS, days_between, not_after
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -25,6 +26,7 @@ def gather(config: Config) -> dict[str, Any]:
     runtime = read_runtime_status(config) or {}
     upstream = runtime.get("upstream") or {}
     oldest = stats.oldest_waiting
+    cert_end = not_after(config.upstream.cert)
     return {
         "gateway_id": config.gateway_id,
         "service_running": bool(runtime),
@@ -36,6 +38,9 @@ def gather(config: Config) -> dict[str, Any]:
             "connected": bool(upstream.get("connected")),
             "last_error": upstream.get("last_error"),
             "error_layer": upstream.get("error_layer"),
+            "certificate_expires": _iso(cert_end),
+            "certificate_days_left": None if cert_end is None else days_between(now, cert_end),
+            "certificate_expired": None if cert_end is None else cert_end <= now,
         },
         "store_bytes": stats.size_bytes,
         "quarantined": stats.quarantined,
@@ -53,6 +58,16 @@ def gather(config: Config) -> dict[str, Any]:
     }
 
 
+def _certificate(up: dict[str, Any]) -> str:
+    expires, days = up["certificate_expires"], up["certificate_days_left"]
+    if expires is None:
+        return "not readable at [upstream] cert (not enrolled yet?)"
+    if up["certificate_expired"]:
+        return f"EXPIRED on {expires}: re-enroll the box"
+    soon = " - re-enroll soon" if days < WARN_DAYS else ""
+    return f"expires {expires} ({days} days){soon}"
+
+
 def render(doc: dict[str, Any]) -> str:
     up = doc["upstream"]
     running = "running" if doc["service_running"] else "not running"
@@ -67,6 +82,7 @@ def render(doc: dict[str, Any]) -> str:
         f"last sync      {doc['last_sync'] or 'never'}",
         f"upstream       {'connected' if up['connected'] else 'not connected'}"
         + (f" - {up['last_error']}" if up["last_error"] else ""),
+        f"certificate    {_certificate(up)}",
         f"devices        {len(doc['devices'])}",
     ]
     for d in doc["devices"]:

@@ -7,6 +7,8 @@ Layout
                 socket on a network thread of its own, a QoS 1 publish = a future done
                 (on the loop) on its PUBACK
     backoff.py  reconnect policy: 1 s .. 5 min, exponential with jitter; refusals to the max
+    cert_expiry.py  when the client certificate and the CA end: an event daily from 30 days
+                before (L9.2), read at start and once a day while the clock is trusted
     outbox.py   `Outbox` Protocol: what the uplink calls on the store
     service.py  `Uplink`: reconnect loop + per-connection session (status, events, drain)
     devpki.py   throwaway CA/broker/client certificates (demo, tests, bench; never production)

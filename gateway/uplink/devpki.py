@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 __all__ = ["DEFAULT_SERVER_NAMES", "CertAuthority", "DevPki", "Issued", "make_dev_pki"]
 
 DEFAULT_SERVER_NAMES: Final = ("localhost", "127.0.0.1")
-VALIDITY: Final = timedelta(days=30)  # a demo or a test run; long enough never to matter
+VALIDITY: Final = timedelta(days=365)  # a demo or a test run: far from cert_expiry.WARN_DAYS
 BACKDATE: Final = timedelta(minutes=5)  # tolerate a few minutes of skew between the parties
 
 
@@ -104,7 +104,7 @@ class CertAuthority:
         not_after: datetime | None = None,
     ) -> Issued:
         """A leaf certificate: a server one when `server_names` is given, a client one when
-        `client`; validity defaults to now-5 min .. now+30 days."""
+        `client`; validity defaults to now-5 min .. now+365 days."""
         now = datetime.now(UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         usages = []

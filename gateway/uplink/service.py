@@ -27,6 +27,9 @@ probe every `PROBE_INTERVAL_S` notices the broker becoming reachable again and r
 once ("promptly when the network returns"); `wake()` also cuts a wait short (the
 orchestrator calls it when the clock becomes trusted or the network changes). A refusal
 (certificate, ACL, clock) is recorded as a store event once per distinct error.
+
+At start and once a day, a client certificate or CA that ends within `cert_expiry.WARN_DAYS`
+is recorded as an event (`cert_expiry.py`), weeks before the broker starts refusing the box.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
+from gateway.uplink import cert_expiry
 from gateway.uplink.backoff import Backoff
 from gateway.uplink.client import (
     CONNECT_TIMEOUT_S,
@@ -88,6 +92,8 @@ class EventKind:
     REFUSED = "uplink.refused"  # TLS, certificate, ACL: someone must act
     CLOCK = "clock.not_synchronized"  # a TLS validity failure while the clock is untrusted
     HELD = "uplink.mapping_failed"  # a reading that could not be mapped, held back
+    CERT_EXPIRING = "uplink.certificate_expiring"  # within cert_expiry.WARN_DAYS: re-enroll
+    CERT_EXPIRED = "uplink.certificate_expired"  # the broker refuses the box until re-enrolled
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,14 +208,48 @@ class Uplink(Generic[T]):
         """Forever (until cancelled): connect, drain, reconnect. Configuration errors raise."""
         if self._cursor_path is not None:
             self._events_after = await asyncio.to_thread(self._load_cursor)
+        # Before the first attempt: an expired certificate is then named before the refusal.
+        trusted = await self._check_certificates()
         writer = asyncio.create_task(self._store_writer(), name="carebox.uplink.acks")
+        watch = asyncio.create_task(self._watch_certificates(trusted), name="carebox.uplink.certs")
         try:
             await self._connect_loop()
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            for task in (watch, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._flush_store()
+
+    # --- certificate expiry (cert_expiry.py) --------------------------------------------------
+
+    async def _watch_certificates(self, checked: bool) -> None:
+        """Daily after a check; every `UNTRUSTED_RECHECK_S` while the clock cannot count days."""
+        while True:
+            await asyncio.sleep(
+                cert_expiry.CHECK_INTERVAL_S if checked else cert_expiry.UNTRUSTED_RECHECK_S
+            )
+            checked = await self._check_certificates()
+
+    async def _check_certificates(self) -> bool:
+        """An event and a warning per certificate that ends soon or has ended; False when the
+        clock is not trusted (nothing checked)."""
+        if not self._clock_trusted():
+            return False
+        files = [
+            (cert_expiry.Certificate.CLIENT, self.settings.cert),
+            (cert_expiry.Certificate.CA, self.settings.ca),
+        ]
+        for expiry in await asyncio.to_thread(cert_expiry.expiring, files, datetime.now(UTC)):
+            log.warning("uplink: %s", expiry.message())
+            await self._outbox.record_event(
+                EventKind.CERT_EXPIRED if expiry.expired else EventKind.CERT_EXPIRING,
+                certificate=expiry.certificate.value,
+                path=str(expiry.path),
+                not_after=expiry.not_after.isoformat(),
+                days_left=expiry.days_left,
+            )
+        return True
 
     # --- connection loop ----------------------------------------------------------------------
 

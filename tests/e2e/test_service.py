@@ -187,6 +187,9 @@ def test_sigterm_delivers_everything_and_stops_cleanly(
     doc = json.loads(status.stdout)
     assert doc["queue_depth"] == 0
     assert doc["service_running"] is False  # stopped: its status file went with it
+    # the test PKI's client certificate: a year (devpki.VALIDITY), read from [upstream] cert
+    assert doc["upstream"]["certificate_expired"] is False
+    assert 360 <= doc["upstream"]["certificate_days_left"] <= 365
     addresses = {d["address"] for d in doc["devices"]}
     assert addresses == {"C0:E2:00:00:00:01", "C0:E2:00:00:00:02"}  # never the stranger
     assert "systolic" not in status.stdout

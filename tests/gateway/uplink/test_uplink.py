@@ -212,8 +212,14 @@ async def test_refused_connection_is_a_clear_error_and_an_event(
     assert state.last_error is not None
     assert words in state.last_error
     assert "\n" not in state.last_error
-    assert [e.kind for e in outbox.event_log] == [EventKind.REFUSED]
-    assert outbox.event_log[0].detail["error"] == state.last_error
+    refusals = [e for e in outbox.event_log if e.kind == EventKind.REFUSED]
+    assert [e.detail["error"] for e in refusals] == [state.last_error]
+    if case == "expired_client":  # said before the refusal, with the date (cert_expiry.py)
+        assert [e.kind for e in outbox.event_log] == [EventKind.CERT_EXPIRED, EventKind.REFUSED]
+        assert outbox.event_log[0].detail["certificate"] == "client certificate"
+        assert outbox.event_log[0].detail["days_left"] == -1
+    else:
+        assert [e.kind for e in outbox.event_log] == [EventKind.REFUSED]
     assert expected.layer == state.error_layer
     assert len(outbox.waiting) == 10  # queue intact
     assert not outbox.acked
