@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     # (identifier prefix, SHA-1 of the fullUrl's name up to the timestamp, then the text
     # around the variable parts; see `_Shared._template`)
     _Template = tuple[str, HASH, str, str, str, str, str, str]
-    _TemplateKey = tuple[str, str, int, str, bool, str | None]
+    _TemplateKey = tuple[str, str, int, str, bool, str | None, bool]
 
 JsonObject = dict[str, Any]
 
@@ -330,6 +330,9 @@ class _Shared:
         draft: Draft,
         coincident_url: str | None,
     ) -> _Template:
+        """The text around one Observation's variable parts. A draft with a duration
+        (`Draft.period_s`) has an `effectivePeriod` whose start is where the other drafts'
+        effectiveDateTime goes; its end is written with that start (see `observations`)."""
         # The identifier is this prefix and the timestamp. A timestamp of digits (a number of
         # seconds: nearly always) is the same text in JSON and in a URL, so the JSON of the
         # identifier value and of its ifNoneExist are written up to it once; and the UUIDv5
@@ -349,14 +352,15 @@ class _Shared:
             + self._identifier_head
             + ',"value":'
         )
+        period = draft.period_s is not None
         mid = (
             '}],"status":"final","category":'
             + self._category[draft.vital_sign]
             + ',"subject":'
             + self._subject
-            + ',"effectiveDateTime":"'
+            + (',"effectivePeriod":{"start":"' if period else ',"effectiveDateTime":"')
         )
-        dev = '","device":{"reference":"' + device_url + '"}'
+        dev = ('"}' if period else '"') + ',"device":{"reference":"' + device_url + '"}'
         tail = '},"request":{"method":"POST","url":"Observation","ifNoneExist":'
         return prefix, state, head, json_string(prefix)[:-1], mid, dev, tail, condition[:-2]
 
@@ -382,13 +386,22 @@ class _Shared:
             stamp = item.phd_timestamp
             digits = stamp.isdigit()
             for draft in drafts:
-                key = (device_url, dedup, draft.type_code, draft.profile, draft.vital_sign, ct_url)
+                key = (
+                    device_url,
+                    dedup,
+                    draft.type_code,
+                    draft.profile,
+                    draft.vital_sign,
+                    ct_url,
+                    draft.period_s is not None,
+                )
                 template = templates.get(key)
                 if template is None:
                     template = templates[key] = self._template(
                         ctx, device, device_url, draft, ct_url
                     )
                 prefix, state, head, value_head, mid, dev, tail, condition_head = template
+                when = effective_at if draft.period_s is None else _period(at, draft.period_s)
                 identifier = prefix + stamp
                 if identifier in seen:
                     continue
@@ -408,16 +421,25 @@ class _Shared:
                     sha.update(stamp.encode())
                     out.append(
                         f'{{"fullUrl":"{_uuid_urn(sha.hexdigest())}{head}{value_head}{stamp}"'
-                        f'{mid}{effective_at}{dev}{rest}{tail}{condition_head}{stamp}"}}}}'
+                        f'{mid}{when}{dev}{rest}{tail}{condition_head}{stamp}"}}}}'
                     )
                 else:
                     condition = _if_none_exist(codes.PHD_IDENTIFIER_SYSTEM, identifier)
                     out.append(
                         f'{{"fullUrl":"{_urn("observation", identifier)}{head}'
-                        f"{json_string(identifier)}{mid}{effective_at}{dev}{rest}{tail}"
+                        f"{json_string(identifier)}{mid}{when}{dev}{rest}{tail}"
                         f"{json_string(condition)}}}}}"
                     )
         return ",".join(out)
+
+
+def _period(start: datetime, seconds: int) -> str:
+    """The text between an effectivePeriod's opening and closing quotes: start, then end."""
+    try:
+        end = start + timedelta(seconds=seconds)
+    except OverflowError:  # a device clock near year 9999: no end exists, a point in time does
+        end = start
+    return f'{fhir_datetime(start)}","end":"{fhir_datetime(end)}'
 
 
 def _json(value: object) -> str:

@@ -109,17 +109,19 @@ GLUCOSE_LOCATION_VALUES: Final[dict[int, int]] = {
 GLUCOSE_SENSOR_BITS: Final[dict[int, str]] = {
     0: "device-battery-low",
     1: "sensor-malfunction",
-    2: "sample-size-insufficient",
-    3: "strip-insertion-error",
-    4: "strip-type-incorrect",
-    5: "result-too-high",
-    6: "result-too-low",
-    7: "temperature-too-high",
-    8: "temperature-too-low",
-    9: "read-interrupted",
-    10: "general-device-fault",
+    2: "sensor-sample-size-insufficient",
+    3: "sensor-strip-insertion",
+    4: "sensor-strip-type-incorrect",
+    5: "sensor-result-too-high",
+    6: "sensor-result-too-low",
+    7: "sensor-temp-too-high",
+    8: "sensor-temp-too-low",
+    9: "sensor-read-interrupt",
+    10: "device-gen-fault",
 }
-"""BLE Sensor Status Annunciation bit -> the 8417752.<bit> meaning (same order by meaning).
+"""BLE Sensor Status Annunciation bit -> the 8417752.<bit> meaning (same order by meaning),
+displayed as the IG's ASN1ToHL7 code system names them (a required binding: another display
+fails validation).
 Bit 11 (time fault) has no code in the IG: it is not reported as a status bit."""
 GLUCOSE_TIME_FAULT_BIT: Final = 11
 
@@ -144,6 +146,19 @@ CARBOHYDRATE_BY_ID: Final[dict[int, int]] = {
 """The carbohydrate observation is coded by the meal it was taken with (grams), 8417764 when
 the meter gives an id without a code."""
 CONTEXT_HBA1C: Final = Code(160220)
+CONTEXT_EXERCISE: Final = Code(8417760)
+"""Exercise intensity (%), over the exercise's duration (`effectivePeriod`, the IG's mapping
+of a measurement duration)."""
+CONTEXT_MEDICATION: Final = Code(8417796)
+MEDICATION_BY_ID: Final[dict[int, int]] = {
+    1: 8417800,  # rapid-acting insulin
+    2: 8417804,  # short-acting insulin
+    3: 8417808,  # intermediate-acting insulin
+    4: 8417812,  # long-acting insulin
+    5: 8417816,  # pre-mixed insulin
+}
+"""The medication observation is coded by its kind, as carbohydrates are by meal (mg or mL),
+8417796 when the meter gives an id without a code."""
 
 # --- weight scale (0x2A9D) and body composition (0x2A9C) ------------------------------------
 BODY_WEIGHT: Final = Code(188736, "MDC_MASS_BODY_ACTUAL", "29463-7", vital_sign=True)
@@ -216,6 +231,8 @@ KG_PER_M2: Final = Unit("kg/m2", "kg/m2")
 PERCENT: Final = Unit("%", "%")
 KJ: Final = Unit("kJ", "kJ")
 GRAM: Final = Unit("g", "g")
+MILLIGRAM: Final = Unit("mg", "mg")
+MILLILITRE: Final = Unit("mL", "mL")
 
 # --- ANS "Mesures de santé" destination (mes.py; FHIR.md section 14) ------------------------
 # Canonicals of ans.fhir.fr.mesures 3.1.x (ansforge/IG-fhir-mesures-de-sante, input/fsh).

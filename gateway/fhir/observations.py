@@ -12,7 +12,7 @@ mapping depends on the codecs' field names only, never on their classes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -51,6 +51,9 @@ class Draft:
     vital_sign: bool
     body: str
     derived_from: tuple[int, ...] = ()
+    period_s: int | None = None
+    """A measurement duration: the Observation's time is then an `effectivePeriod` from the
+    reading's time to this many seconds later (the IG's mapping of a measurement duration)."""
 
 
 def _measure(value: object, name: str) -> Decimal | Special | None:
@@ -233,7 +236,38 @@ def _glucose_context(context: object, glucose_code: int) -> list[Draft]:
     hba1c = _measure(field(context, "hba1c_pct"), "hba1c_pct")
     if hba1c is not None:
         drafts.append(_derived(codes.CONTEXT_HBA1C, hba1c, codes.PERCENT, glucose_code))
+    medication = _medication(context, glucose_code)
+    if medication is not None:
+        drafts.append(medication)
+    exercise = _measure(field(context, "exercise_intensity_pct"), "exercise_intensity_pct")
+    if exercise is not None:
+        draft = _derived(codes.CONTEXT_EXERCISE, exercise, codes.PERCENT, glucose_code)
+        duration = field(context, "exercise_duration_s")
+        # 65535 is the meter's "overrun": longer than it counts, so no end is known
+        if isinstance(duration, int) and duration != EXERCISE_OVERRUN:
+            draft = replace(draft, period_s=duration)
+        drafts.append(draft)
     return drafts
+
+
+EXERCISE_OVERRUN: Final = 0xFFFF
+# BLE medication units -> (the UCUM unit sent, the power of ten from the BLE unit to it)
+_MEDICATION_UNITS: Final = {"kg": (codes.MILLIGRAM, 6), "L": (codes.MILLILITRE, 3)}
+
+
+def _medication(context: object, glucose_code: int) -> Draft | None:
+    amount = _measure(field(context, "medication"), "medication")
+    if amount is None:
+        return None
+    unit_name = text_value(field(context, "medication_unit"))
+    if unit_name not in _MEDICATION_UNITS:
+        raise MappingError("medication unit is neither kg nor L")
+    unit, power = _MEDICATION_UNITS[unit_name]
+    if isinstance(amount, Decimal):
+        amount = amount.scaleb(power)  # kg → mg, L → mL: exact
+    kind = int_code(field(context, "medication_id"))
+    code = Code(codes.MEDICATION_BY_ID.get(kind or 0, codes.CONTEXT_MEDICATION.mdc))
+    return _derived(code, amount, unit, glucose_code)
 
 
 def _derived(code: Code, value: Decimal | Special, unit: Unit, derived_from: int) -> Draft:

@@ -17,6 +17,8 @@ from device_drivers.glucose import (
     GlucoseType,
     Health,
     Meal,
+    MedicationId,
+    MedicationUnit,
     SampleLocation,
     SensorStatus,
 )
@@ -132,6 +134,31 @@ def test_sensor_status_bits_by_meaning_time_fault_not_a_bit(ctx: FhirContext) ->
     assert all(c["valueBoolean"] is True for c in bits["component"])
 
 
+# The IG's ASN1ToHL7 code system (HL7 PHD IG, CodeSystem.ASN1ToHL7.fsh), by BLE bit meaning.
+IG_SENSOR_BITS = {
+    SensorStatus.DEVICE_BATTERY_LOW: ("8417752.0", "device-battery-low"),
+    SensorStatus.SENSOR_MALFUNCTION: ("8417752.1", "sensor-malfunction"),
+    SensorStatus.SAMPLE_SIZE_INSUFFICIENT: ("8417752.2", "sensor-sample-size-insufficient"),
+    SensorStatus.STRIP_INSERTION_ERROR: ("8417752.3", "sensor-strip-insertion"),
+    SensorStatus.STRIP_TYPE_INCORRECT: ("8417752.4", "sensor-strip-type-incorrect"),
+    SensorStatus.RESULT_TOO_HIGH: ("8417752.5", "sensor-result-too-high"),
+    SensorStatus.RESULT_TOO_LOW: ("8417752.6", "sensor-result-too-low"),
+    SensorStatus.TEMPERATURE_TOO_HIGH: ("8417752.7", "sensor-temp-too-high"),
+    SensorStatus.TEMPERATURE_TOO_LOW: ("8417752.8", "sensor-temp-too-low"),
+    SensorStatus.READ_INTERRUPTED: ("8417752.9", "sensor-read-interrupt"),
+    SensorStatus.GENERAL_DEVICE_FAULT: ("8417752.10", "device-gen-fault"),
+}
+
+
+@pytest.mark.parametrize("bit", list(IG_SENSOR_BITS), ids=lambda b: b.name)
+def test_each_sensor_status_bit_has_the_ig_code_and_display(ctx: FhirContext, bit: int) -> None:
+    bits = by_mdc(one(glucose(sensor_status=bit), ctx), 8417752)
+    (component,) = bits["component"]
+    (coding,) = component["code"]["coding"]
+    assert coding["system"] == "http://terminology.hl7.org/CodeSystem/ASN1ToHL7"
+    assert (coding["code"], coding["display"]) == IG_SENSOR_BITS[bit]
+
+
 def test_context_observations(ctx: FhirContext) -> None:
     context = GlucoseMeasurementContext(
         sequence_number=7,
@@ -153,6 +180,70 @@ def test_context_observations(ctx: FhirContext) -> None:
     # Neither the glucose nor its location and context are vital signs: `phd` only.
     for obs in resources(bundle):
         assert [c["coding"][0]["code"] for c in obs["category"]] == ["phd"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "amount", "unit", "code", "value", "ucum"),
+    [
+        (MedicationId.RAPID_ACTING_INSULIN, "5E-6", MedicationUnit.KG, 8417800, "5", "mg"),
+        (MedicationId.SHORT_ACTING_INSULIN, "1.2E-5", MedicationUnit.KG, 8417804, "12", "mg"),
+        (MedicationId.INTERMEDIATE_ACTING_INSULIN, "8E-3", MedicationUnit.L, 8417808, "8", "mL"),
+        (MedicationId.LONG_ACTING_INSULIN, "2.5E-3", MedicationUnit.L, 8417812, "2.5", "mL"),
+        (MedicationId.PRE_MIXED_INSULIN, "10E-6", MedicationUnit.KG, 8417816, "10", "mg"),
+        (9, "3E-6", MedicationUnit.KG, 8417796, "3", "mg"),  # an id without a code
+    ],
+)
+def test_medication_is_coded_by_kind_in_mg_or_ml(
+    ctx: FhirContext, kind: int, amount: str, unit: MedicationUnit, code: int, value: str, ucum: str
+) -> None:
+    context = GlucoseMeasurementContext(
+        sequence_number=7,
+        medication_id=MedicationId(kind),
+        medication=Decimal(amount),
+        medication_unit=unit,
+    )
+    bundle = one(glucose(context_follows=True), ctx, bytes(context))
+    obs = by_mdc(bundle, code)
+    q = obs["valueQuantity"]
+    assert (str(q["value"]), q["unit"], q["code"]) == (value, ucum, ucum)
+    assert q["system"] == "http://unitsofmeasure.org"
+    assert obs["derivedFrom"] == [{"reference": by_mdc_url(bundle, 160184)}]
+    assert obs["effectiveDateTime"] == by_mdc(bundle, 160184)["effectiveDateTime"]
+
+
+def test_exercise_intensity_over_its_duration(ctx: FhirContext) -> None:
+    context = GlucoseMeasurementContext(
+        sequence_number=7, exercise_duration_s=1800, exercise_intensity_pct=70
+    )
+    bundle = one(glucose(context_follows=True), ctx, bytes(context))
+    obs = by_mdc(bundle, 8417760)
+    q = obs["valueQuantity"]
+    assert (q["value"], q["code"]) == (70, "%")
+    # the glucose at 07:15 Paris (UTC+1), the exercise's 30 minutes from then
+    assert obs["effectivePeriod"] == {
+        "start": "2026-03-09T06:15:00+00:00",
+        "end": "2026-03-09T06:45:00+00:00",
+    }
+    assert "effectiveDateTime" not in obs
+    assert obs["derivedFrom"] == [{"reference": by_mdc_url(bundle, 160184)}]
+
+
+def test_an_exercise_overrun_has_no_end(ctx: FhirContext) -> None:
+    context = GlucoseMeasurementContext(
+        sequence_number=7, exercise_duration_s=0xFFFF, exercise_intensity_pct=40
+    )
+    obs = by_mdc(one(glucose(context_follows=True), ctx, bytes(context)), 8417760)
+    assert obs["effectiveDateTime"] == "2026-03-09T06:15:00+00:00"
+    assert "effectivePeriod" not in obs
+
+
+def by_mdc_url(bundle: dict, code: int) -> str:
+    (url,) = [
+        e["fullUrl"]
+        for e in bundle["entry"]
+        if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == str(code)
+    ]
+    return str(url)
 
 
 def test_bedtime_meal_is_omitted_not_guessed(ctx: FhirContext) -> None:

@@ -50,7 +50,7 @@ BUNDLES = 3000
 # Bundles differ (every non-empty one whose context has a gateway SYSID) and only by the
 # PhgDevice's fullUrl, its ifNoneExist and the references to that fullUrl; "mes" unchanged.
 EXPECTED = {
-    "phd": "ac5b2f6d8e631474968f73f2ed98260396328f7a779d2373cdd7746c2c4d2a4a",
+    "phd": "26c83ca46da099a1bcadd1eb9685c65c0b1d075dfeb54c59599ad0654dd36a94",
     "mes": "fca64af73b17095fe2ceb3ea4504b9f2561a7900ad8509a15dc83e7dd5f5f898",
 }
 
