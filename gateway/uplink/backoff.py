@@ -4,7 +4,8 @@ TRANSIENT failures (network, broker away) start at `minimum_s` and double up to 
 REJECTED failures (certificate refused, not authorized, clock) go straight to `maximum_s`:
 retrying sooner fixes nothing and hammers the broker (LESSONS.md L9.3); they never give up
 either. Jitter spreads a fleet's reconnects after a broker restart ("equal jitter": the delay
-is uniform in [d/2, d]). `reset()` after a connection proved good (its first PUBACK).
+is uniform in [d/2, d], never under `minimum_s`). `reset()` once a connection proved good: it
+delivered a reading, or had nothing to deliver.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Backoff:
             self._ceiling = self.minimum_s
         else:
             self._ceiling = min(self.maximum_s, self._ceiling * self.factor)
-        return self._rng.uniform(self._ceiling / 2, self._ceiling)
+        return self._rng.uniform(max(self.minimum_s, self._ceiling / 2), self._ceiling)
 
     def reset(self) -> None:
         self._ceiling = 0.0

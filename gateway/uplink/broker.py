@@ -77,6 +77,9 @@ class LocalBroker:
     # Persistent sessions survive a graceful restart (the demo's outage: its witness must not
     # miss what the gateway delivers while the witness itself reconnects).
     persistence: bool = False
+    # More mosquitto.conf lines: a broker's own limits (max_packet_size, retain_available,
+    # max_inflight_messages, acl_file), as the brokers a box may meet set them.
+    options: tuple[str, ...] = ()
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +135,7 @@ class LocalBroker:
         ]
         if self.plain_port is not None:
             lines.append(f"listener {self.plain_port} 127.0.0.1")
+        lines.extend(self.options)
         return "\n".join(lines) + "\n"
 
     def start(self) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "days_between",
     "expiring",
     "not_after",
+    "validity",
 ]
 
 WARN_DAYS: Final = 30  # room for a technician's visit, or a remote re-enrollment
@@ -67,26 +68,34 @@ class Expiry:
         )
 
 
-def not_after(path: Path) -> datetime | None:
-    """The end of validity (UTC) of the first certificate in the PEM file at `path`, or None
-    when it cannot be read as one."""
+def validity(path: Path) -> tuple[datetime, datetime] | None:
+    """(start, end) of validity (UTC) of the first certificate in the PEM file at `path`, or
+    None when it cannot be read as one."""
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return None
-    return cert.not_valid_after_utc
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def not_after(path: Path) -> datetime | None:
+    """The end of validity (UTC) of the certificate at `path` (see `validity`)."""
+    dates = validity(path)
+    return None if dates is None else dates[1]
 
 
 def expiring(
     certificates: Iterable[tuple[Certificate, Path]], now: datetime, warn_days: int = WARN_DAYS
 ) -> list[Expiry]:
     """Those of `certificates` that end within `warn_days` of `now` (an aware datetime), or
-    have ended, in the order given."""
+    have ended, in the order given. One not valid yet is left to the connection attempt,
+    which names that (its days left would mislead)."""
     out: list[Expiry] = []
     for certificate, path in certificates:
-        end = not_after(path)
-        if end is None:
+        dates = validity(path)
+        if dates is None or dates[0] > now:
             continue
+        end = dates[1]
         days_left = days_between(now, end)
         if end <= now or days_left < warn_days:
             out.append(Expiry(certificate, path, end, days_left, expired=end <= now))

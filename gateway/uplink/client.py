@@ -50,6 +50,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import paho.mqtt.client as paho
@@ -59,20 +60,30 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.uplink.config import UplinkSettings
 from gateway.uplink.errors import (
     BrokerRejected,
+    BrokerUnavailable,
     ClientCertificateRejected,
     ClockNotSynchronized,
     ConnectFailed,
     ConnectionLost,
     FailureKind,
+    HandshakeCut,
     NetworkUnreachable,
     NotConnected,
     NotTls,
     PublishRejected,
+    RetainUnsupported,
     ServerCertificateUntrusted,
     UplinkConfigError,
 )
 
-__all__ = ["MqttConnection", "Protocol", "ProtocolUnsupported", "classify", "tls_context"]
+__all__ = [
+    "BrokerLimits",
+    "MqttConnection",
+    "Protocol",
+    "ProtocolUnsupported",
+    "classify",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +103,9 @@ _HOSTNAME_MISMATCH: Final = 62
 _IP_MISMATCH: Final = 64
 
 # MQTT 5 CONNACK reason codes that no retry will fix (anything else >= 0x80 is transient).
-_REJECTED_CODES: Final = frozenset({0x82, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x90, 0x99, 0x9A})
+_REJECTED_CODES: Final = frozenset({0x82, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x90, 0x99})
 _UNSUPPORTED_PROTOCOL: Final = 0x84
+_RETAIN_NOT_SUPPORTED: Final = 0x9A
 
 # An error, a hang-up or a closed fd is for paho's read to turn into "connection lost"; left
 # unread, poll() would report it again at once, and the network thread would spin.
@@ -106,10 +118,26 @@ class Protocol(enum.Enum):
 
 
 class ProtocolUnsupported(ConnectFailed):
-    """The broker does not speak MQTT 5; retry with 3.1.1 at once."""
+    """The broker does not speak MQTT 5, or may not: retry with 3.1.1 at once. `explicit`:
+    it said so (CONNACK "unsupported protocol version"), so 3.1.1 it is from now on; else it
+    closed the MQTT 5 CONNECT unanswered, as a 3.1.1 broker may but also a broker going away
+    does, and the next connection tries MQTT 5 again."""
 
     kind = FailureKind.TRANSIENT
     layer = "broker"
+
+    def __init__(self, message: str, *, explicit: bool) -> None:
+        super().__init__(message)
+        self.explicit = explicit
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """What an MQTT 5 broker's CONNACK says it takes (None: it set no limit)."""
+
+    maximum_packet_size: int | None = None
+    receive_maximum: int | None = None
+    retain_available: bool = True
 
 
 class _ObservedSSLSocket(ssl.SSLSocket):
@@ -245,13 +273,14 @@ def classify(exc: BaseException, settings: UplinkSettings, *, clock_trusted: boo
                 f"broker at {where} rejected the client certificate {str(settings.cert)!r} "
                 f"({exc.reason}): check [upstream] cert and key, or re-enroll"
             )
-        if any(r in reason for r in ("WRONG_VERSION_NUMBER", "RECORD_LAYER", "UNEXPECTED_EOF")) or (
-            isinstance(exc, ssl.SSLEOFError)
-        ):
+        if any(r in reason for r in ("WRONG_VERSION_NUMBER", "RECORD_LAYER")):
+            # bytes came back, and they were not TLS
             return NotTls(
                 f"{where} does not speak TLS (a plaintext MQTT port?): check the port in "
                 "[upstream] url (usually 8883)"
             )
+        if "UNEXPECTED_EOF" in reason or isinstance(exc, ssl.SSLEOFError):
+            return _handshake_cut(where)
         return NotTls(f"TLS with {where} failed ({exc.reason or exc}): check [upstream] url")
     if isinstance(exc, socket.gaierror):
         return NetworkUnreachable(
@@ -266,10 +295,17 @@ def classify(exc: BaseException, settings: UplinkSettings, *, clock_trusted: boo
     return NetworkUnreachable(f"cannot connect to {where} ({exc!r}); retrying")
 
 
+def _handshake_cut(where: str) -> HandshakeCut:
+    return HandshakeCut(
+        f"{where} closed the TLS handshake: the broker (or a proxy before it) is going away, "
+        "or [upstream] url names a plaintext MQTT port (TLS is usually 8883); retrying"
+    )
+
+
 def _connack_failure(reason: ReasonCode, protocol: Protocol, where: str) -> ConnectFailed:
     value = reason.value
     if protocol is Protocol.V5 and value in (_UNSUPPORTED_PROTOCOL, 1):
-        return ProtocolUnsupported(f"broker {where} does not speak MQTT 5")
+        return ProtocolUnsupported(f"broker {where} does not speak MQTT 5", explicit=True)
     if protocol is Protocol.V311:
         # 3.1.1 return codes: 1 protocol, 2 identifier, 4 credentials, 5 not authorized.
         if value in (0x84, 0x85, 0x86, 0x87, 1, 2, 4, 5):
@@ -277,13 +313,17 @@ def _connack_failure(reason: ReasonCode, protocol: Protocol, where: str) -> Conn
                 f"broker {where} refused this box ({reason}): check the broker's ACL for "
                 "this gateway's certificate"
             )
-        return NetworkUnreachable(f"broker {where} unavailable ({reason}); retrying")
+        return BrokerUnavailable(f"broker {where} unavailable ({reason}); retrying")
+    if value == _RETAIN_NOT_SUPPORTED:
+        return RetainUnsupported(
+            f"broker {where} does not keep retained messages: status goes unretained"
+        )
     if value in _REJECTED_CODES:
         return BrokerRejected(
             f"broker {where} refused this box ({reason}): check the broker's ACL for this "
             "gateway's certificate"
         )
-    return NetworkUnreachable(f"broker {where} unavailable ({reason}); retrying")
+    return BrokerUnavailable(f"broker {where} unavailable ({reason}); retrying")
 
 
 class MqttConnection:
@@ -304,8 +344,10 @@ class MqttConnection:
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._wake_sent = False  # a wake-up byte the network thread has not read yet
-        self._acks: list[tuple[int, str | None]] = []  # network thread only
+        self._acks: list[tuple[int, str | None, int]] = []  # network thread only
         self._connack: asyncio.Future[None] = self._loop.create_future()
+        self.limits = BrokerLimits()
+        """What the broker's CONNACK said it takes: the uplink keeps under it."""
         self.closed: asyncio.Future[ConnectionLost] = self._loop.create_future()
         """Resolves (with the reason, not raised) when the connection is gone: its network
         thread ended and its socket closed."""
@@ -317,6 +359,7 @@ class MqttConnection:
         *,
         protocol: Protocol = Protocol.V5,
         will: tuple[str, bytes] | None = None,
+        retain: bool = True,
         clock_trusted: bool = True,
         max_inflight: int = 20,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
@@ -336,7 +379,7 @@ class MqttConnection:
         client.max_inflight_messages_set(max_inflight + 4)
         client.max_queued_messages_set(0)
         if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
+            client.will_set(will[0], will[1], qos=1, retain=retain)
         conn = cls(settings, protocol, client)
         client.on_connect = conn._on_connect
         client.on_disconnect = conn._on_disconnect
@@ -365,11 +408,8 @@ class MqttConnection:
             if observed is not None:
                 raise classify(observed, settings, clock_trusted=clock_trusted) from exc
             if isinstance(exc, ConnectionResetError | ssl.SSLEOFError | ssl.SSLZeroReturnError):
-                # TCP was accepted, then the TLS handshake was cut: not a TLS listener.
-                raise NotTls(
-                    f"{settings.host}:{settings.port} closed the TLS handshake (a plaintext "
-                    "MQTT port?): check the port in [upstream] url (usually 8883)"
-                ) from exc
+                # TCP was accepted, then the handshake was cut without a word
+                raise _handshake_cut(f"{settings.host}:{settings.port}") from exc
             raise classify(exc, settings, clock_trusted=clock_trusted) from exc
         conn._attach()
         closed = conn.closed
@@ -379,7 +419,7 @@ class MqttConnection:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError as exc:
             await conn._abort()
-            raise NetworkUnreachable(
+            raise BrokerUnavailable(
                 f"no CONNACK from {settings.host}:{settings.port} within "
                 f"{connect_timeout_s:.0f} s; retrying"
             ) from exc
@@ -395,9 +435,10 @@ class MqttConnection:
             raise classify(tls_error, settings, clock_trusted=clock_trusted) from tls_error
         if protocol is Protocol.V5:
             raise ProtocolUnsupported(
-                f"broker {settings.host}:{settings.port} closed an MQTT 5 CONNECT unanswered"
+                f"broker {settings.host}:{settings.port} closed an MQTT 5 CONNECT unanswered",
+                explicit=False,
             )
-        raise NetworkUnreachable(
+        raise BrokerUnavailable(
             f"broker {settings.host}:{settings.port} closed the connection before CONNACK; retrying"
         )
 
@@ -515,10 +556,10 @@ class MqttConnection:
     # --- paho callbacks (network thread, or the connect thread for a write it made) -----------
 
     def _on_connect(
-        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
+        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, props: object
     ) -> None:
         self._flush()
-        self._post(self._on_connack, reason)
+        self._post(self._on_connack, reason, _limits(props))
 
     def _on_disconnect(
         self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
@@ -532,23 +573,24 @@ class MqttConnection:
     ) -> None:
         # paho holds its message lock here: record and return.
         refusal = f"broker refused the publish ({reason})" if reason.is_failure else None
-        self._acks.append((mid, refusal))
+        self._acks.append((mid, refusal, reason.value))
 
     # --- results on the loop thread -----------------------------------------------------------
 
-    def _on_acks(self, batch: list[tuple[int, str | None]]) -> None:
-        for mid, refusal in batch:
+    def _on_acks(self, batch: list[tuple[int, str | None, int]]) -> None:
+        for mid, refusal, code in batch:
             fut = self._pending.pop(mid, None)
             if fut is None or fut.done():
                 continue
             if refusal is None:
                 fut.set_result(None)
             else:
-                fut.set_exception(PublishRejected(refusal))
+                fut.set_exception(PublishRejected(refusal, code))
 
-    def _on_connack(self, reason: ReasonCode) -> None:
+    def _on_connack(self, reason: ReasonCode, limits: BrokerLimits) -> None:
         if self._connack.done():
             return
+        self.limits = limits
         if reason.is_failure:
             where = f"{self.settings.host}:{self.settings.port}"
             self._connack.set_exception(_connack_failure(reason, self.protocol, where))
@@ -619,13 +661,14 @@ class MqttConnection:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def close(self, final: tuple[str, bytes] | None = None) -> None:
-        """Optionally publish `final` (retained), then DISCONNECT; the broker drops the will.
-        Returns once the network thread has ended and the socket is closed."""
+    async def close(self, final: tuple[str, bytes] | None = None, *, retain: bool = True) -> None:
+        """Optionally publish `final` (retained unless `retain` is False), then DISCONNECT;
+        the broker drops the will. Returns once the network thread has ended and the socket
+        is closed."""
         if self.is_open and final is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await self.publish(final[0], final[1], retain=True)
+                    await self.publish(final[0], final[1], retain=retain)
         if self.is_open:
             self._client.disconnect()
             self._wake()
@@ -634,6 +677,18 @@ class MqttConnection:
                     await asyncio.shield(self.closed)
         if not self.closed.done():
             await self._abort()
+
+
+def _limits(props: object) -> BrokerLimits:
+    """The CONNACK properties the uplink keeps to (paho sets an attribute per property sent)."""
+    size = getattr(props, "MaximumPacketSize", None)
+    receive = getattr(props, "ReceiveMaximum", None)
+    retain = getattr(props, "RetainAvailable", 1)
+    return BrokerLimits(
+        maximum_packet_size=size if isinstance(size, int) else None,
+        receive_maximum=receive if isinstance(receive, int) else None,
+        retain_available=bool(retain),
+    )
 
 
 def _ignore(_c: paho.Client, _u: object, _s: object) -> None:

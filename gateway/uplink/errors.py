@@ -7,13 +7,20 @@
         ├── ConnectionLost            the link dropped; what was in flight goes back to the queue
         ├── PublishRejected           an MQTT 5 PUBACK with a failure reason code
         └── ConnectFailed             one connection attempt failed; `kind` says how to retry
-            ├── NetworkUnreachable    DNS, TCP refused/unreachable, timeout: transient
+            ├── NetworkUnreachable    DNS, TCP refused/unreachable, timeout: transient, and
+            │                         the uplink probes TCP to retry as soon as it answers
+            ├── BrokerUnavailable     the broker answered but cannot take the box now (busy,
+            │                         quota, closed before CONNACK): transient, no probe
+            ├── RetainUnsupported     CONNACK "retain not supported": reconnect without it
             ├── TlsError              the TLS handshake failed
             │   ├── ServerCertificateUntrusted   chain not from [upstream] ca, or wrong host
             │   ├── ClientCertificateRejected    broker refused our certificate
             │   ├── ClockNotSynchronized         a validity failure while our clock is untrusted
-            │   └── NotTls                       the port speaks plaintext
-            └── BrokerRejected        CONNACK refused (bad credentials, not authorized, ...)
+            │   ├── NotTls                       the port speaks plaintext
+            │   └── HandshakeCut                 closed mid-handshake: a broker (or the proxy
+            │                                    before it) going away, or a plaintext port
+            └── BrokerRejected        CONNACK refused (bad credentials, not authorized, ...),
+                                      or a publish refused (not authorized on the topic, ...)
 
 `ConnectFailed.kind` drives the reconnect policy (`backoff.py`): TRANSIENT backs off from 1 s,
 REJECTED jumps to the maximum and records an event: retrying a refused certificate every second
@@ -28,15 +35,18 @@ from gateway.errors import ConfigError, GatewayError
 
 __all__ = [
     "BrokerRejected",
+    "BrokerUnavailable",
     "ClientCertificateRejected",
     "ClockNotSynchronized",
     "ConnectFailed",
     "ConnectionLost",
     "FailureKind",
+    "HandshakeCut",
     "NetworkUnreachable",
     "NotConnected",
     "NotTls",
     "PublishRejected",
+    "RetainUnsupported",
     "ServerCertificateUntrusted",
     "TlsError",
     "UplinkConfigError",
@@ -66,7 +76,11 @@ class ConnectionLost(UplinkError):
 
 
 class PublishRejected(UplinkError):
-    """The broker answered a publish with a failure reason code (MQTT 5)."""
+    """The broker answered a publish with a failure reason code (MQTT 5); `code` is it."""
+
+    def __init__(self, message: str, code: int = 0x80) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ConnectFailed(UplinkError):
@@ -79,6 +93,16 @@ class ConnectFailed(UplinkError):
 class NetworkUnreachable(ConnectFailed):
     kind = FailureKind.TRANSIENT
     layer = "network"
+
+
+class BrokerUnavailable(ConnectFailed):
+    kind = FailureKind.TRANSIENT
+    layer = "broker"
+
+
+class RetainUnsupported(ConnectFailed):
+    kind = FailureKind.TRANSIENT
+    layer = "broker"
 
 
 class TlsError(ConnectFailed):
@@ -99,6 +123,15 @@ class ClockNotSynchronized(TlsError):
 
 
 class NotTls(TlsError):
+    layer = "tls"
+
+
+class HandshakeCut(TlsError):
+    """Closed before the handshake ended, without a TLS alert: what a broker going away behind
+    a proxy or load balancer looks like, and what a plaintext port does too. Transient; the
+    uplink calls it a refusal only once it repeats (`service.HANDSHAKE_CUTS_TO_REFUSAL`)."""
+
+    kind = FailureKind.TRANSIENT
     layer = "tls"
 
 

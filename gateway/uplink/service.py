@@ -22,11 +22,24 @@ expires (`LEASE_S`), then they come back the same way.
 A reading the mapper cannot map (say it needs a trusted clock) is left leased: it returns
 after `LEASE_S` and is tried again, so it neither blocks the queue nor spins.
 
-Between attempts: `Backoff` per failure class. While the last failure was the network, a TCP
-probe every `PROBE_INTERVAL_S` notices the broker becoming reachable again and retries at
-once ("promptly when the network returns"); `wake()` also cuts a wait short (the
-orchestrator calls it when the clock becomes trusted or the network changes). A refusal
-(certificate, ACL, clock) is recorded as a store event once per distinct error.
+Between attempts: `Backoff` per failure class. While the last failure was the network (no
+TCP answer), a TCP probe every `PROBE_INTERVAL_S` notices the broker becoming reachable again
+and retries at once ("promptly when the network returns"); a broker that answered and said
+not now (busy, quota, closed before CONNACK) is given the whole delay. `wake()` also cuts a
+wait short (the orchestrator calls it when the clock becomes trusted or the network changes).
+A refusal (certificate, ACL, clock, a publish the broker refused) is recorded as a store event
+once per distinct error; a handshake cut without a word is one only once it repeats
+(`HANDSHAKE_CUTS_TO_REFUSAL`): a broker restarting behind its proxy looks the same at first.
+A session lost after connecting backs off too, from the minimum once the link proved good (a
+reading delivered, or nothing to deliver): a broker that drops the box at its first message
+is not hammered.
+
+The broker's own limits, from its MQTT 5 CONNACK, are kept to: payloads stay under its Maximum
+Packet Size (a reading still too big alone is held with an event: resent, it would only drop
+the connection again), the in-flight window under its Receive Maximum, and a broker that keeps
+no retained messages gets its status and will unretained (an event says so). A closed MQTT 5
+CONNECT makes the next attempt 3.1.1, that once; only a broker that says it does not speak 5
+keeps the box on 3.1.1.
 
 At start and once a day, a client certificate or CA that ends within `cert_expiry.WARN_DAYS`
 is recorded as an event (`cert_expiry.py`), weeks before the broker starts refusing the box.
@@ -58,12 +71,16 @@ from gateway.uplink.client import (
 )
 from gateway.uplink.config import UplinkSettings
 from gateway.uplink.errors import (
+    BrokerRejected,
+    BrokerUnavailable,
     ConnectFailed,
     ConnectionLost,
     FailureKind,
+    HandshakeCut,
     NetworkUnreachable,
     NotConnected,
     PublishRejected,
+    RetainUnsupported,
     UplinkConfigError,
 )
 from gateway.uplink.outbox import Identified, Outbox
@@ -84,6 +101,14 @@ LEASE_BATCH: Final = 500  # per store round trip; a few messages' worth, mapped 
 MAX_BYTES: Final = 128 * 1024  # fits AWS IoT Core's 128 KB message limit
 FILL: Final = 0.9  # aim a little under MAX_BYTES: Bundles of the same size vary a little
 MAX_INFLIGHT: Final = 20  # tens, not thousands: paho rescans its list on every PUBACK
+# A broker's Maximum Packet Size bounds the whole PUBLISH: fixed header (5), topic (2 + its
+# length), packet id (2) and the MQTT 5 properties we send (none: their length, 1), rounded up.
+PUBLISH_OVERHEAD: Final = 16
+# The same cut handshake this many times in a row is a refusal (an event): a plaintext port
+# more likely than a broker still restarting behind its proxy.
+HANDSHAKE_CUTS_TO_REFUSAL: Final = 3
+# A publish the broker refuses for a while, not for good: back off gently, no refusal event.
+_TRANSIENT_PUBLISH_CODES: Final = frozenset({0x91, 0x97})  # packet id in use, quota exceeded
 
 
 class EventKind:
@@ -94,6 +119,8 @@ class EventKind:
     HELD = "uplink.mapping_failed"  # a reading that could not be mapped, held back
     CERT_EXPIRING = "uplink.certificate_expiring"  # within cert_expiry.WARN_DAYS: re-enroll
     CERT_EXPIRED = "uplink.certificate_expired"  # the broker refuses the box until re-enrolled
+    TOO_LARGE = "uplink.payload_too_large"  # one reading over the broker's packet size: held
+    NO_RETAIN = "uplink.retain_unavailable"  # the broker keeps no retained status: sent plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +142,14 @@ T = TypeVar("T", bound=Identified)
 Payloads = bytes | Sequence[bytes]
 """What a mapper returns for a cut of readings: one message, or several (a destination that
 takes one resource per message); the readings are acked once all of them are PUBACKed."""
+
+
+class _Refused(Exception):
+    """A publish the broker refused, as the connection failure it ends the session with."""
+
+    def __init__(self, failure: ConnectFailed) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 @dataclass(slots=True)
@@ -159,7 +194,14 @@ class Uplink(Generic[T]):
         self._cursor_path = events_cursor
         self._on_delivered = on_delivered
         self._connect_timeout_s = connect_timeout_s
-        self._protocol = Protocol.V5
+        self._protocol = Protocol.V5  # 3.1.1 once a broker said it does not speak 5
+        self._v311_once = False  # a broker closed an MQTT 5 CONNECT: 3.1.1 next, this once
+        self._retain = True  # False once the broker said it keeps no retained message
+        self._refused: ConnectFailed | None = None  # a publish refused in this session
+        self._broker_max: int | None = None  # the broker's largest payload, this session
+        self._session_max_bytes = max_bytes
+        self._failed_text: str | None = None  # the last failure, and how many times in a row
+        self._failed_times = 0
         self._wake = asyncio.Event()
         self._conn: MqttConnection | None = None
         self._in_flight: set[str] = set()
@@ -255,45 +297,84 @@ class Uplink(Generic[T]):
 
     async def _connect_loop(self) -> None:
         while True:
-            will = (self.settings.topic("status"), self._status_json("offline", None, None))
+            # The will says what the box held when it connected: a fleet reading a dead box's
+            # status still sees how much waits there.
+            stats = await self._stats()
+            will = (self.settings.topic("status"), self._status_json("offline", *stats))
+            protocol = Protocol.V311 if self._v311_once else self._protocol
+            self._v311_once = False
             try:
                 conn = await MqttConnection.open(
                     self.settings,
-                    protocol=self._protocol,
+                    protocol=protocol,
                     will=will,
+                    retain=self._retain,
                     clock_trusted=self._clock_trusted(),
                     max_inflight=self._max_inflight,
                     connect_timeout_s=self._connect_timeout_s,
                 )
             except UplinkConfigError:
                 raise
-            except ProtocolUnsupported:
-                log.info("broker does not speak MQTT 5; using 3.1.1")
-                self._protocol = Protocol.V311
+            except ProtocolUnsupported as exc:
+                if exc.explicit:
+                    log.warning("uplink: %s; using MQTT 3.1.1", exc)
+                    self._protocol = Protocol.V311
+                    continue
+                # A broker going away does this too: 3.1.1 this once, MQTT 5 again next time.
+                log.warning("uplink: %s; trying MQTT 3.1.1", exc)
+                self._v311_once = True
+                continue
+            except RetainUnsupported as exc:
+                if self._retain:
+                    await self._no_retain(str(exc))
+                    continue
+                await self._failed(BrokerRejected(f"{exc}, and refused this box without it"))
                 continue
             except ConnectFailed as exc:
                 await self._failed(exc)
                 continue
             self._conn = conn
+            failure: ConnectFailed | None = None
             try:
                 await self._session(conn)
             except (ConnectionLost, NotConnected) as exc:
                 log.warning("uplink: %s", exc)
-            except PublishRejected as exc:
-                log.warning("uplink: %s", exc)
-                await self._failed(ConnectFailed(str(exc)), reconnecting=False)
+            except _Refused as refused:
+                failure = refused.failure
             finally:
                 await self._end_session(conn)
+            if failure is not None:
+                await self._failed(failure, reconnecting=False)
+            else:
+                # Lost after connecting: the broker was there, so no TCP probe; and a session
+                # that never delivered (a broker dropping the box at its first message) backs
+                # off like any failure instead of reconnecting in a loop.
+                delay = self._backoff.next_delay(FailureKind.TRANSIENT)
+                log.info("uplink: reconnecting in %.1f s", delay)
+                await self._pause(delay, probe=False)
+
+    async def _no_retain(self, why: str) -> None:
+        self._retain = False
+        log.warning("uplink: %s", why)
+        await self._outbox.record_event(EventKind.NO_RETAIN, error=why)
 
     async def _failed(self, exc: ConnectFailed, *, reconnecting: bool = True) -> None:
         self._last_error = exc
+        text = str(exc)
+        self._failed_times = self._failed_times + 1 if text == self._failed_text else 1
+        self._failed_text = text
         delay = self._backoff.next_delay(exc.kind)
         log.warning("uplink: %s (next attempt in %.1f s)", exc, delay)
-        if exc.kind is FailureKind.REJECTED and str(exc) != self._recorded_error:
-            self._recorded_error = str(exc)
+        refusal = exc.kind is FailureKind.REJECTED or (
+            isinstance(exc, HandshakeCut) and self._failed_times >= HANDSHAKE_CUTS_TO_REFUSAL
+        )
+        if refusal and text != self._recorded_error:
+            self._recorded_error = text
             kind = EventKind.CLOCK if exc.layer == "clock" else EventKind.REFUSED
-            await self._outbox.record_event(kind, layer=exc.layer, error=str(exc))
-        await self._pause(delay, probe=isinstance(exc, NetworkUnreachable) and reconnecting)
+            await self._outbox.record_event(kind, layer=exc.layer, error=text)
+        # Only a network that did not answer is probed: a broker that answered and said no
+        # (busy, not authorized) is given its whole delay.
+        await self._pause(delay, probe=type(exc) is NetworkUnreachable and reconnecting)
 
     async def _pause(self, delay: float, *, probe: bool) -> None:
         """Wait `delay`, cut short by wake() or, when probing, by the broker's port starting
@@ -325,7 +406,8 @@ class Uplink(Generic[T]):
         if conn.is_open:
             stats = await self._stats()
             await conn.close(
-                final=(self.settings.topic("status"), self._status_json("offline", *stats))
+                final=(self.settings.topic("status"), self._status_json("offline", *stats)),
+                retain=self._retain,
             )
         await asyncio.sleep(0)
         self._conn = None
@@ -334,15 +416,39 @@ class Uplink(Generic[T]):
     # --- one session --------------------------------------------------------------------------
 
     async def _session(self, conn: MqttConnection) -> None:
+        self._refused = None
+        limits = conn.limits
+        if not limits.retain_available and self._retain:
+            await self._no_retain("the broker keeps no retained messages: status goes unretained")
+        topic = self.settings.topic("observations")
+        self._broker_max = (
+            None
+            if limits.maximum_packet_size is None
+            else limits.maximum_packet_size - PUBLISH_OVERHEAD - len(topic.encode())
+        )
+        self._session_max_bytes = (
+            self._max_bytes
+            if self._broker_max is None
+            else max(1, min(self._max_bytes, self._broker_max))
+        )
         await self._publish_status(conn, "online")
-        self._backoff.reset()
-        self._last_error = None
-        self._recorded_error = None
+        self._failed_text = None
         await self._publish_events(conn)
         await self._drain(conn)
 
+    def _proved(self) -> None:
+        """The link delivers (an observation's PUBACK, or nothing left to send): the next
+        failure starts its backoff from the minimum again, and a refusal is news again."""
+        self._backoff.reset()
+        self._last_error = None
+        self._recorded_error = None
+
     async def _drain(self, conn: MqttConnection) -> None:
-        window = asyncio.Semaphore(self._max_inflight)
+        # Under the broker's Receive Maximum, with a place left for a status publish.
+        receive = conn.limits.receive_maximum
+        window = asyncio.Semaphore(
+            self._max_inflight if receive is None else max(1, min(self._max_inflight, receive - 1))
+        )
         last_status = time.monotonic()
         topic = self.settings.topic("observations")
         # The next lease runs on the store's thread while this one is mapped and published.
@@ -358,7 +464,10 @@ class Uplink(Generic[T]):
                 fresh = [r for r in leased if r.id not in self._in_flight]
                 if not fresh:
                     await self._until(conn, self._idle())
+                    if self._refused is not None:
+                        raise _Refused(self._refused)
                     if not self._in_flight:
+                        self._proved()
                         await self._publish_status(conn, "online")
                         await self._publish_events(conn)
                         last_status = time.monotonic()
@@ -382,7 +491,9 @@ class Uplink(Generic[T]):
                                 fut = conn.publish(topic, part)
                                 self.messages_published += 1
                                 group.pending += 1
-                                done = functools.partial(self._on_done, group=group, window=window)
+                                done = functools.partial(
+                                    self._on_done, group=group, window=window, topic=topic
+                                )
                                 fut.add_done_callback(done)
                         except BaseException:
                             group.failed = True  # the rest was never sent: all of it again
@@ -393,11 +504,12 @@ class Uplink(Generic[T]):
                 if time.monotonic() - last_status > STATUS_INTERVAL_S:
                     last_status = time.monotonic()
                     stats = await self._stats()
-                    conn.publish(
-                        self.settings.topic("status"),
-                        self._status_json("online", *stats),
-                        retain=True,
+                    status_topic = self.settings.topic("status")
+                    fut = conn.publish(
+                        status_topic, self._status_json("online", *stats), retain=self._retain
                     )
+                    # not waited for: a refusal ends the session at the next publish
+                    fut.add_done_callback(functools.partial(self._on_status, topic=status_topic))
         finally:
             # What was leased but not yet published goes back at once too; a reading held
             # back by the mapper stays leased (it comes back after LEASE_S, see above).
@@ -441,7 +553,10 @@ class Uplink(Generic[T]):
             raise conn.closed.result()
 
     async def _slot(self, conn: MqttConnection, window: asyncio.Semaphore) -> None:
-        """A place in the in-flight window, or ConnectionLost if the connection goes first."""
+        """A place in the in-flight window, or ConnectionLost if the connection goes first
+        (`_Refused` once the broker refused a publish of this session)."""
+        if self._refused is not None:
+            raise _Refused(self._refused)
         if window.locked():
             await self._until(conn, window.acquire())
             return
@@ -450,14 +565,37 @@ class Uplink(Generic[T]):
         if conn.closed.done():
             raise conn.closed.result()
 
-    def _on_done(self, fut: asyncio.Future[None], group: _Group, window: asyncio.Semaphore) -> None:
+    def _on_done(
+        self, fut: asyncio.Future[None], group: _Group, window: asyncio.Semaphore, topic: str
+    ) -> None:
         window.release()
         group.pending -= 1
         if fut.cancelled() or fut.exception() is not None:
             group.failed = True
+            exc = None if fut.cancelled() else fut.exception()
+            if isinstance(exc, PublishRejected) and self._refused is None:
+                self._refused = self._refusal(exc, topic)
         else:
+            self._proved()
             self._last_sync = datetime.now(UTC)
         self._settle(group)
+
+    def _on_status(self, fut: asyncio.Future[None], topic: str) -> None:
+        exc = None if fut.cancelled() else fut.exception()  # retrieved: never "unretrieved"
+        if isinstance(exc, PublishRejected) and self._refused is None:
+            self._refused = self._refusal(exc, topic)
+
+    def _refusal(self, exc: PublishRejected, topic: str) -> ConnectFailed:
+        """A refused publish as the failure that ends the session: for good (not authorized
+        on the topic, a payload the broker will not take) or for a while (quota)."""
+        where = f"{self.settings.host}:{self.settings.port}"
+        text = str(exc).removeprefix("broker refused the publish ")
+        if exc.code in _TRANSIENT_PUBLISH_CODES:
+            return BrokerUnavailable(f"broker {where} refused a publish on {topic} {text}")
+        return BrokerRejected(
+            f"broker {where} refused a publish on {topic} {text}: check the broker's ACL for "
+            "this gateway's certificate"
+        )
 
     def _settle(self, group: _Group) -> None:
         """Once every message of `group` is answered: its readings are acked (all PUBACKed)
@@ -484,7 +622,7 @@ class Uplink(Generic[T]):
             per = self._bytes_per_reading
             size = self._max_readings
             if per is not None:
-                size = max(1, min(size, int(self._max_bytes * FILL // per)))
+                size = max(1, min(size, int(self._session_max_bytes * FILL // per)))
             yield items[start : start + size]
             start += size
 
@@ -533,25 +671,37 @@ class Uplink(Generic[T]):
             raise
         except Exception as exc:
             if len(items) == 1:
-                self._hold(items[0].id, exc)
+                self._hold(items[0].id, EventKind.HELD, error=type(exc).__name__)
                 return []
             result = None
         if result is not None:
             parts = [result] if isinstance(result, bytes) else list(result)
             self._bytes_per_reading = sum(map(len, parts)) / len(items)
-            if all(len(p) <= self._max_bytes for p in parts) or len(items) == 1:
+            if all(len(p) <= self._session_max_bytes for p in parts):
                 return [([i.id for i in items], parts)]
+            if len(items) == 1:
+                largest = max(map(len, parts))
+                if self._broker_max is not None and largest > self._broker_max:
+                    # the broker would drop the connection at it, every time it is resent
+                    self._hold(
+                        items[0].id,
+                        EventKind.TOO_LARGE,
+                        octets=largest,
+                        broker_maximum=self._broker_max,
+                    )
+                    return []
+                return [([items[0].id], parts)]  # over our own size only: sent alone
         half = len(items) // 2
         first = await self._finish(items[:half], self._start_map(items[:half]))
         return first + await self._finish(items[half:], self._start_map(items[half:]))
 
-    def _hold(self, reading_id: str, exc: Exception) -> None:
+    def _hold(self, reading_id: str, kind: str, **detail: str | int) -> None:
         if reading_id in self._held:
             return
         self._held.add(reading_id)
-        log.warning("uplink: reading %s held back: %s", reading_id, type(exc).__name__)
+        log.warning("uplink: reading %s held back: %s %s", reading_id, kind, detail)
         task = asyncio.get_running_loop().create_task(
-            self._outbox.record_event(EventKind.HELD, reading=reading_id, error=type(exc).__name__)
+            self._outbox.record_event(kind, reading=reading_id, **detail)
         )
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -591,10 +741,12 @@ class Uplink(Generic[T]):
 
     async def _publish_status(self, conn: MqttConnection, state: str) -> None:
         stats = await self._stats()
-        fut = conn.publish(
-            self.settings.topic("status"), self._status_json(state, *stats), retain=True
-        )
-        await self._until(conn, fut)
+        topic = self.settings.topic("status")
+        fut = conn.publish(topic, self._status_json(state, *stats), retain=self._retain)
+        try:
+            await self._until(conn, fut)
+        except PublishRejected as exc:
+            raise _Refused(self._refusal(exc, topic)) from None
         if stats[0] == 0:
             # upstream has everything: in sync now, though no reading needed to go
             self._last_sync = datetime.now(UTC)
@@ -614,7 +766,10 @@ class Uplink(Generic[T]):
                 }
                 payload = json.dumps(body, separators=(",", ":"), default=str).encode()
                 futures.append(conn.publish(self.settings.topic("events"), payload))
-            await self._until(conn, asyncio.gather(*futures))
+            try:
+                await self._until(conn, asyncio.gather(*futures))
+            except PublishRejected as exc:
+                raise _Refused(self._refusal(exc, self.settings.topic("events"))) from None
             self._events_after = max(ev.id for ev in events)
             if self._cursor_path is not None:
                 await asyncio.to_thread(self._save_cursor, self._events_after)

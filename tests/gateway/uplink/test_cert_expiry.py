@@ -31,6 +31,8 @@ def test_only_what_ends_within_the_window_or_has_ended(pki: TestPki, tmp_path: P
             (Certificate.CLIENT, soon.cert_path),
             (Certificate.CLIENT, later.cert_path),
             (Certificate.CLIENT, pki.expired_client.cert_path),  # ended a day ago
+            (Certificate.CLIENT, pki.future_client.cert_path),  # valid from tomorrow: the TLS
+            # error names that; "29 days left" would mislead
             (Certificate.CA, not_pem),  # the connection attempt names these two
             (Certificate.CA, tmp_path / "missing.pem"),
         ],

@@ -15,11 +15,15 @@ from .test_uplink import FAST, eventually, readings, running, settings
 
 class Broker311:
     """Answers a CONNECT of protocol level 5 as a 3.1.1 broker does (return code 1,
-    unacceptable protocol version, then close), accepts level 4, PUBACKs QoS 1."""
+    unacceptable protocol version, then close), accepts level 4, PUBACKs QoS 1.
+    `speaks_v5`: accepts level 5 too. `closes_first`: closes that many CONNECTs unanswered
+    first, whatever their level (a load balancer whose broker is restarting)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, speaks_v5: bool = False, closes_first: int = 0) -> None:
         self.levels: list[int] = []
         self.publishes = 0
+        self.speaks_v5 = speaks_v5
+        self.closes_first = closes_first
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -37,9 +41,14 @@ class Broker311:
                 if kind == 1:  # CONNECT: 00 04 'MQTT' level
                     level = body[6]
                     self.levels.append(level)
-                    writer.write(bytes([0x20, 2, 0, 0 if level == 4 else 1]))
+                    if len(self.levels) <= self.closes_first:
+                        break
+                    if level == 5 and self.speaks_v5:
+                        writer.write(bytes([0x20, 3, 0, 0, 0]))  # success, no properties
+                    else:
+                        writer.write(bytes([0x20, 2, 0, 0 if level == 4 else 1]))
                     await writer.drain()
-                    if level != 4:
+                    if level not in (4, 5) or (level == 5 and not self.speaks_v5):
                         break
                 elif kind == 3:  # PUBLISH
                     topic_len = int.from_bytes(body[:2], "big")
@@ -59,13 +68,18 @@ class Broker311:
             writer.close()
 
 
-async def test_falls_back_to_mqtt_311(pki: TestPki) -> None:
+async def serve_fake(fake: Broker311, pki: TestPki) -> tuple[asyncio.Server, int]:
+    """`fake` on a free loopback port with the broker's certificate, requiring the client's."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.dev.ca.cert_path))
     ctx.load_cert_chain(str(pki.dev.server.cert_path), str(pki.dev.server.key_path))
     ctx.verify_mode = ssl.CERT_REQUIRED
-    fake = Broker311()
     server = await asyncio.start_server(fake.serve, "127.0.0.1", 0, ssl=ctx)
-    port = server.sockets[0].getsockname()[1]
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_falls_back_to_mqtt_311(pki: TestPki) -> None:
+    fake = Broker311()
+    server, port = await serve_fake(fake, pki)
     outbox = MemoryOutbox()
     outbox.add(*readings(30))
     uplink = Uplink(
