@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.fhir import codes
 from gateway.fhir.codes import Code
@@ -83,6 +83,18 @@ def phg_identity(gateway_id: str, info: GatewayInfo) -> DeviceIdentity:
     return DeviceIdentity(identifiers, own["system"], own["value"], gateway_id)
 
 
+_UNKNOWN: Final[JsonObject] = {
+    "extension": [{"url": codes.DATA_ABSENT_EXTENSION, "valueCode": "unknown"}]
+}
+
+
+def _required(device: JsonObject, name: str, value: str | None) -> None:
+    if value:
+        device[name] = value
+    else:
+        device["_" + name] = _UNKNOWN
+
+
 def _version(code: Code, value: str) -> JsonObject:
     return {"type": mdc_concept(code.mdc, code.reference_id), "value": value}
 
@@ -103,12 +115,12 @@ def phd_device(info: DeviceInfo, characteristics: Iterable[int]) -> JsonObject:
         "meta": {"profile": [codes.PROFILE_PHD_DEVICE]},
         "identifier": list(identity.identifiers),
     }
-    if info.manufacturer:
-        device["manufacturer"] = info.manufacturer
+    # PhdDevice requires a manufacturer and a model number; a device whose Device Information
+    # lacks them says so with a data-absent-reason rather than an invented name.
+    _required(device, "manufacturer", info.manufacturer)
     if info.serial:
         device["serialNumber"] = info.serial
-    if info.model:
-        device["modelNumber"] = info.model
+    _required(device, "modelNumber", info.model)
     device["type"] = mdc_concept(codes.MDS_SIMPLE.mdc, codes.MDS_SIMPLE.reference_id)
     kinds = sorted(
         {
@@ -127,8 +139,10 @@ def phd_device(info: DeviceInfo, characteristics: Iterable[int]) -> JsonObject:
         )
         if value
     ]
-    if versions:
-        device["version"] = versions
+    if not versions:  # and at least one typed version: the firmware's, unknown
+        fw = mdc_concept(codes.VERSION_FW.mdc, codes.VERSION_FW.reference_id)
+        versions = [{"type": fw, "_value": _UNKNOWN}]
+    device["version"] = versions
     # BLE devices have no time synchronization of their own.
     device["property"] = [_time_sync(codes.TIME_SYNC_NONE)]
     return device

@@ -178,10 +178,15 @@ def _glucose(m: object, context: object | None) -> list[Draft]:
     ):
         raise NotAPatientResult("control-solution test, not a patient result")
     concentration = _measure(field(m, "concentration"), "concentration")
-    if concentration is None:
-        raise MappingError("glucose record without a concentration")
-    unit = text_value(field(m, "concentration_unit"))
     glucose = codes.GLUCOSE_BY_TYPE.get(sample_type or 0, codes.GLUCOSE_GENERIC)
+    if concentration is None:
+        # A test the meter recorded without a result (a strip or sample error, its sensor
+        # status says which): sent as not performed, with its status bits and context, rather
+        # than left out (FHIR.md section 6: "not available" -> DAR not-performed).
+        drafts = [_not_performed(Code(glucose.mdc, glucose.reference_id))]
+        drafts.extend(_glucose_annotations(m, context, glucose.mdc, location))
+        return drafts
+    unit = text_value(field(m, "concentration_unit"))
     if unit == "kg/L":
         fhir_unit, loinc = codes.MG_PER_DL, glucose.loinc_mass
         scale = 5  # kg/L → mg/dL: × 10^5, exact, mantissa kept
@@ -197,20 +202,45 @@ def _glucose(m: object, context: object | None) -> list[Draft]:
     # itself, whatever the draft says.
     code = Code(glucose.mdc, glucose.reference_id, loinc)
     drafts = [_numeric(code, concentration, fhir_unit)]
+    drafts.extend(_glucose_annotations(m, context, glucose.mdc, location))
+    return drafts
+
+
+def _glucose_annotations(
+    m: object, context: object | None, glucose_code: int, location: int | None
+) -> list[Draft]:
+    """What a glucose Observation carries beside it: sample location, sensor status bits,
+    context (each derived from it)."""
+    drafts = []
     if location in codes.GLUCOSE_LOCATION_VALUES:
         drafts.append(
             _coded_value(
-                codes.GLUCOSE_SAMPLE_LOCATION, codes.GLUCOSE_LOCATION_VALUES[location], glucose.mdc
+                codes.GLUCOSE_SAMPLE_LOCATION, codes.GLUCOSE_LOCATION_VALUES[location], glucose_code
             )
         )
     status = int_code(field(m, "sensor_status"))
     if status:
         bits = [(bit, name) for bit, name in codes.GLUCOSE_SENSOR_BITS.items() if status >> bit & 1]
         if bits:
-            drafts.append(_bits(codes.GLUCOSE_SENSOR_STATUS, bits, glucose.mdc))
+            drafts.append(_bits(codes.GLUCOSE_SENSOR_STATUS, bits, glucose_code))
     if context is not None:
-        drafts.extend(_glucose_context(context, glucose.mdc))
+        drafts.extend(_glucose_context(context, glucose_code))
     return drafts
+
+
+_NOT_PERFORMED: Final = to_json(
+    {"coding": [{"system": codes.DATA_ABSENT_REASON, "code": "not-performed"}]}
+).decode()
+
+
+def _not_performed(code: Code) -> Draft:
+    """A numeric Observation the device has no value for: its dataAbsentReason, no value."""
+    return Draft(
+        code.mdc,
+        codes.PROFILE_NUMERIC,
+        code.vital_sign,
+        '"code":' + coded_text(code) + ',"dataAbsentReason":' + _NOT_PERFORMED,
+    )
 
 
 _CONTEXT_ENUMS: Final = (

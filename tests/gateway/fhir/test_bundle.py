@@ -8,6 +8,7 @@ from decimal import Decimal
 from urllib.parse import unquote
 
 import pytest
+from fhir.resources.R4B.device import Device
 
 from device_drivers.blood_pressure import BloodPressureMeasurement, PressureUnit
 from device_drivers.reading import Reading
@@ -267,6 +268,32 @@ def test_needs_trusted_clock() -> None:
     assert needs_trusted_clock(item(bp(), offset=3.0).reading)  # corrected against our clock
     assert needs_trusted_clock(item(bp(stamp=None)).reading)  # receive time
     assert needs_trusted_clock(Reading(BP_ADDRESS, 0x2A35, b"\x00", RECEIVED, False))
+
+
+def test_a_device_without_device_information_still_has_what_phddevice_requires() -> None:
+    # PhdDevice: manufacturer 1.., modelNumber 1.., version MDCType 1..*: unknown, said so
+    ctx = make_context(devices={BP_ADDRESS: DeviceInfo(address=BP_ADDRESS)})
+    bundle = parse(build_bundle([item(bp())], ctx))
+    (device,) = [
+        d for d in resources(bundle, "Device") if d["meta"]["profile"][0].endswith("PhdDevice")
+    ]
+    unknown = {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                "valueCode": "unknown",
+            }
+        ]
+    }
+    assert "manufacturer" not in device
+    assert "modelNumber" not in device
+    assert device["_manufacturer"] == unknown
+    assert device["_modelNumber"] == unknown
+    (version,) = device["version"]
+    assert version["type"]["coding"][0]["code"] == "531976"  # firmware
+    assert version["_value"] == unknown
+    assert "value" not in version
+    Device.model_validate(device)  # the FHIR library reads it as a valid Device
 
 
 def test_device_addresses_match_in_any_case() -> None:

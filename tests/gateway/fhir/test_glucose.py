@@ -159,6 +159,33 @@ def test_each_sensor_status_bit_has_the_ig_code_and_display(ctx: FhirContext, bi
     assert (coding["code"], coding["display"]) == IG_SENSOR_BITS[bit]
 
 
+def test_a_test_without_a_result_is_sent_as_not_performed_with_its_status(
+    ctx: FhirContext,
+) -> None:
+    # flags bit 1 clear: no concentration, type or location; the sensor status says why
+    record = glucose(
+        concentration=None,
+        concentration_unit=None,
+        type=None,
+        sample_location=None,
+        sensor_status=SensorStatus.SAMPLE_SIZE_INSUFFICIENT,
+    )
+    skipped: list[MappingError] = []
+    bundle = parse(build_bundle([item(record, address=GLUCOSE_ADDRESS)], ctx, skipped))
+    assert skipped == []
+    obs = by_mdc(bundle, 160020)  # generic glucose: the meter did not say the sample type
+    assert "valueQuantity" not in obs
+    assert obs["dataAbsentReason"]["coding"] == [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+            "code": "not-performed",
+        }
+    ]
+    (bit,) = by_mdc(bundle, 8417752)["component"]
+    assert bit["code"]["coding"][0]["code"] == "8417752.2"
+    assert obs["effectiveDateTime"] == "2026-03-09T06:15:00+00:00"
+
+
 def test_context_observations(ctx: FhirContext) -> None:
     context = GlucoseMeasurementContext(
         sequence_number=7,

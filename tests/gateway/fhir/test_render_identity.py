@@ -50,8 +50,8 @@ BUNDLES = 3000
 # Bundles differ (every non-empty one whose context has a gateway SYSID) and only by the
 # PhgDevice's fullUrl, its ifNoneExist and the references to that fullUrl; "mes" unchanged.
 EXPECTED = {
-    "phd": "26c83ca46da099a1bcadd1eb9685c65c0b1d075dfeb54c59599ad0654dd36a94",
-    "mes": "fca64af73b17095fe2ceb3ea4504b9f2561a7900ad8509a15dc83e7dd5f5f898",
+    "phd": "452c4fd2e6670b58fdef7995d10f3566b10bab42d41c0b5f69124c6dafde4008",
+    "mes": "604497ff1e5a12f277e753bc3efa0acfaf5a07769072afd54fcb5607296adb25",
 }
 
 ADDRESSES = (
