@@ -146,6 +146,8 @@ class Service:
                 hardware=rec.hardware,
                 software=rec.software,
                 system_id=rec.system_id,
+                weight_resolution=_code(getattr(rec, "weight_resolution", None)),
+                height_resolution=_code(getattr(rec, "height_resolution", None)),
             )
         return FhirContext(
             gateway_id=self.config.gateway_id,
@@ -480,3 +482,8 @@ async def serve(config: Config) -> int:
     service.install_signals()
     await service.run()
     return 0
+
+
+def _code(text: str | None) -> int | None:
+    """A resolution code the registry keeps as text; None when absent or not a number."""
+    return int(text) if text is not None and text.isdigit() else None

@@ -67,11 +67,15 @@ class Registry:
         await self.refresh()
 
     def needs_device_information(self, address: str) -> bool:
+        """Whether the next session reads the Device Information (and, for a scale, its
+        feature's resolutions): never read yet, or a scale registered before they were kept."""
         record = self.get(address)
         if record is None:
             return False
         present = [getattr(record, f) for f in DIS_FIELDS if hasattr(record, f)]
-        return bool(present) and all(v is None for v in present)
+        if bool(present) and all(v is None for v in present):
+            return True
+        return record.kind == "weight_scale" and getattr(record, "weight_resolution", "") is None
 
     async def cache_device_information(self, address: str, info: Mapping[str, str]) -> None:
         record = self.get(address)

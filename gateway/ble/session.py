@@ -49,6 +49,7 @@ from device_drivers.current_time import CurrentTime
 from device_drivers.device_information import SystemId
 from device_drivers.errors import MalformedValue, UnknownCharacteristic
 from device_drivers.reading import Reading
+from device_drivers.weight_scale import WeightScaleFeature
 from gateway.ble import uuids
 from gateway.ble.errors import NeedsRepairing, ProcedureFailed
 from gateway.ble.ports import Store
@@ -172,8 +173,10 @@ class Session:
 
     async def run(self, client: BleakClient) -> SessionOutcome:
         chars = _characteristics(client)
-        await self._ensure_encrypted(client, chars)
+        feature = await self._ensure_encrypted(client, chars)
         info = await self._device_information(client, chars)
+        if self.read_device_information and self.kind == "weight_scale":
+            info.update(scale_resolutions(feature))
         if info and self.on_device_information is not None:
             # Before any reading is committed: the uplink names the device by its System ID in
             # every identifier, so it must be known before the first reading can be sent.
@@ -188,12 +191,13 @@ class Session:
 
     async def _ensure_encrypted(
         self, client: BleakClient, chars: Mapping[int, BleakGATTCharacteristic]
-    ) -> None:
+    ) -> bytes | None:
+        """Read the profile's feature characteristic (its value, None if it has none)."""
         feature = chars.get(self.profile.feature)
         if feature is None or "read" not in feature.properties:
-            return  # the CCCD write below is then the first protected operation
+            return None  # the CCCD write below is then the first protected operation
         try:
-            await client.read_gatt_char(feature)
+            return bytes(await client.read_gatt_char(feature))
         except BleakError as exc:
             if classify(exc) is Failure.NEEDS_REPAIRING:
                 raise NeedsRepairing(f"{self.address} refused our link security: {exc}") from exc
@@ -505,3 +509,19 @@ def _system_id(raw: bytes) -> str:
         return SystemId.from_bytes(raw).eui64
     except MalformedValue:
         return raw.hex().upper()
+
+
+def scale_resolutions(feature: bytes | None) -> dict[str, str]:
+    """The Weight Scale Feature's weight and height resolution codes, as the registry keeps
+    them with the Device Information ("0", not specified, for a feature that is absent or
+    does not decode: the weight then keeps the field's own precision)."""
+    try:
+        decoded = None if feature is None else WeightScaleFeature.from_bytes(feature)
+    except MalformedValue:
+        decoded = None
+    if decoded is None:
+        return {"weight_resolution": "0", "height_resolution": "0"}
+    return {
+        "weight_resolution": str(int(decoded.weight_measurement_resolution)),
+        "height_resolution": str(int(decoded.height_measurement_resolution)),
+    }

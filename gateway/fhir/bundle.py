@@ -126,8 +126,11 @@ def _decode_context(item: BundleItem) -> object | None:
         return None
 
 
-def _drafts(item: BundleItem) -> tuple[list[Draft], datetime | None]:
-    """The reading's Observation drafts and its device time (naive local, None if none)."""
+def _drafts(
+    item: BundleItem, resolutions: tuple[int | None, int | None] = (None, None)
+) -> tuple[list[Draft], datetime | None]:
+    """The reading's Observation drafts and its device time (naive local, None if none).
+    `resolutions`: its device's (`DeviceInfo.resolutions`)."""
     reading = item.reading
     if reading.characteristic == 0x2A35:
         fast = fast_paths.blood_pressure(reading.value)
@@ -144,7 +147,9 @@ def _drafts(item: BundleItem) -> tuple[list[Draft], datetime | None]:
         ) from None
     except UnknownCharacteristic:
         raise MappingError(f"no decoder for {reading.characteristic:04X}") from None
-    drafts = map_measurement(reading.characteristic, measurement, _decode_context(item))
+    drafts = map_measurement(
+        reading.characteristic, measurement, _decode_context(item), resolutions
+    )
     return drafts, Reading.timestamp_of(measurement)
 
 
@@ -157,8 +162,13 @@ def _map(
     tz = ctx.tz
     for item in items:
         reading = item.reading
+        address = reading.device
+        known = infos.get(address)
+        if known is None:
+            info = ctx.device(address)
+            known = infos[address] = (info, phd_identity(info))
         try:
-            drafts, local = _drafts(item)
+            drafts, local = _drafts(item, known[0].resolutions)
             at, correction = corrected_time(reading, tz, local)
         except MappingError as exc:
             error = exc.for_item(item.id)
@@ -166,11 +176,6 @@ def _map(
                 raise error from None
             skipped.append(error)
             continue
-        address = reading.device
-        known = infos.get(address)
-        if known is None:
-            info = ctx.device(address)
-            known = infos[address] = (info, phd_identity(info))
         mapped.append((item, known, drafts, at, correction))
     return mapped
 

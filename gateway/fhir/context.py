@@ -65,6 +65,14 @@ class DeviceInfo:
     hardware: str | None = None
     software: str | None = None
     system_id: str | None = None
+    # A scale's Weight Scale Feature resolution codes (0x2A9E): the weight and height it sends
+    # keep the precision they state (notes/FHIR.md section 8), not the field's finer step
+    weight_resolution: int | None = None
+    height_resolution: int | None = None
+
+    @property
+    def resolutions(self) -> tuple[int | None, int | None]:
+        return self.weight_resolution, self.height_resolution
 
     def __post_init__(self) -> None:
         if not _MAC.fullmatch(_hex_digits(self.address)):

@@ -206,7 +206,9 @@ def _device(identity: DeviceIdentity, resource: JsonObject, device_id: str) -> J
     return {"resourceType": "Device", "id": device_id, **resource, "identifier": identifiers}
 
 
-def _sendable(item: BundleItem) -> tuple[list[Draft], list[Draft]]:
+def _sendable(
+    item: BundleItem, resolutions: tuple[int | None, int | None]
+) -> tuple[list[Draft], list[Draft]]:
     """(all drafts, the drafts MES takes) of `item`; MappingError if none."""
     reading = item.reading
     if reading.characteristic == _BODY_COMPOSITION:
@@ -214,7 +216,7 @@ def _sendable(item: BundleItem) -> tuple[list[Draft], list[Draft]]:
             "body composition record: MES has no profile for body fat and takes weight and "
             "height from the weight scale measurement only"
         )
-    drafts, _ = _drafts(item)
+    drafts, _ = _drafts(item, resolutions)
     if any(d.type_code == _INTERSTITIAL for d in drafts):
         raise NotForDestination(
             "interstitial glucose: MES takes it as a multi-day summary, not a spot reading"
@@ -281,7 +283,7 @@ class _Call:
 
     def render(self, item: BundleItem) -> list[bytes]:
         """The MES Bundles of one reading (none when all were already rendered in this call)."""
-        drafts, sendable = _sendable(item)
+        drafts, sendable = _sendable(item, self.ctx.device(item.reading.device).resolutions)
         if not sendable:
             raise NotForDestination("nothing in this reading has a MES profile")
         reading = item.reading

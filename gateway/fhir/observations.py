@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from device_drivers.ieee11073 import Special
+from device_drivers.weight_scale import HeightResolution, WeightResolution, WeightUnit
 from gateway.fhir import codes
 from gateway.fhir.codes import Code, Unit
 from gateway.fhir.elements import (
@@ -316,10 +317,34 @@ def _units(m: object) -> tuple[Unit, Unit | None]:
     raise MappingError("weight unit is neither SI nor imperial")
 
 
-def _height(m: object, inch: Unit | None) -> Draft | None:
+def _stated(value: Decimal | Special, step: Decimal | None) -> Decimal | Special:
+    """`value` with the decimals of the precision the device states (a scale of 0.05 kg steps
+    sends 72.35, not the 72.350 of the field's 0.005 kg unit), never with more than it has."""
+    if step is None or type(value) is not Decimal:
+        return value
+    exponent = step.as_tuple().exponent
+    own = value.as_tuple().exponent
+    if not isinstance(exponent, int) or not isinstance(own, int) or own >= exponent:
+        return value
+    return value.quantize(Decimal(1).scaleb(exponent))
+
+
+def _steps(
+    resolutions: tuple[int | None, int | None], imperial: bool
+) -> tuple[Decimal | None, Decimal | None]:
+    """(weight step, height step) in the measurement's units (kg/lb, m/in), or None."""
+    unit = WeightUnit.IMPERIAL if imperial else WeightUnit.SI
+    weight_code, height_code = resolutions
+    weight = None if weight_code is None else WeightResolution(weight_code).precision(unit)
+    height = None if height_code is None else HeightResolution(height_code).precision(unit)
+    return weight, height
+
+
+def _height(m: object, inch: Unit | None, step: Decimal | None = None) -> Draft | None:
     height = _measure(field(m, "height"), "height")
     if height is None:
         return None
+    height = _stated(height, step)
     if inch is not None:
         return _numeric(codes.BODY_HEIGHT, height, inch)
     if isinstance(height, Decimal):
@@ -327,13 +352,16 @@ def _height(m: object, inch: Unit | None) -> Draft | None:
     return _numeric(codes.BODY_HEIGHT, height, codes.CM)
 
 
-def _weight_scale(m: object) -> list[Draft]:
+def _weight_scale(
+    m: object, resolutions: tuple[int | None, int | None] = (None, None)
+) -> list[Draft]:
     mass, inch = _units(m)
+    weight_step, height_step = _steps(resolutions, imperial=inch is not None)
     weight = _measure(field(m, "weight"), "weight")
     if weight is None:
         raise MappingError("weight record without a weight")
-    drafts = [_numeric(codes.BODY_WEIGHT, weight, mass)]
-    height = _height(m, inch)
+    drafts = [_numeric(codes.BODY_WEIGHT, _stated(weight, weight_step), mass)]
+    height = _height(m, inch, height_step)
     if height is not None:
         drafts.append(height)
     bmi = _measure(field(m, "bmi"), "bmi")
@@ -376,17 +404,22 @@ def _body_composition(m: object) -> list[Draft]:
 
 _MAPPERS: Final[dict[int, Callable[[object], list[Draft]]]] = {
     0x2A35: _blood_pressure,
-    0x2A9D: _weight_scale,
     0x2A9C: _body_composition,
 }
 
 
 def map_measurement(
-    characteristic: int, measurement: object, context: object | None
+    characteristic: int,
+    measurement: object,
+    context: object | None,
+    resolutions: tuple[int | None, int | None] = (None, None),
 ) -> list[Draft]:
-    """The Observation drafts of one decoded measurement; `MappingError` if it cannot map."""
+    """The Observation drafts of one decoded measurement; `MappingError` if it cannot map.
+    `resolutions`: the device's Weight Scale Feature weight and height resolution codes."""
     if characteristic == 0x2A18:
         return _glucose(measurement, context)
+    if characteristic == 0x2A9D:
+        return _weight_scale(measurement, resolutions)
     mapper = _MAPPERS.get(characteristic)
     if mapper is None:
         raise MappingError(f"characteristic {characteristic:04X} is not a measurement")

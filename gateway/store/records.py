@@ -120,6 +120,9 @@ class DeviceRecord:
     system_id: str | None = None
     last_contact: datetime | None = None
     battery: int | None = None
+    # A scale's Weight Scale Feature resolution codes, as text ("0": not specified)
+    weight_resolution: str | None = None
+    height_resolution: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,12 @@ MIGRATIONS: Final[Sequence[str]] = (
     """
     CREATE TABLE acked (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL);
     """,
+    # 6: a scale's stated weight and height resolutions (Weight Scale Feature 0x2A9E codes),
+    # read with its Device Information: the FHIR mapping keeps the precision they state
+    """
+    ALTER TABLE devices ADD COLUMN weight_resolution TEXT;
+    ALTER TABLE devices ADD COLUMN height_resolution TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

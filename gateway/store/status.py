@@ -17,7 +17,7 @@ __all__ = ["StoreStatus", "device_rows", "first_waiting", "read_status", "stats_
 
 _DEVICE_COLUMNS = (
     "address, kind, name, paired_at, manufacturer, model, serial, firmware, hardware, "
-    "software, system_id, last_contact, battery"
+    "software, system_id, last_contact, battery, weight_resolution, height_resolution"
 )
 
 
@@ -97,6 +97,8 @@ def device_rows(conn: sqlite3.Connection) -> list[DeviceRecord]:
             system_id=r[10],
             last_contact=None if r[11] is None else from_us(r[11] * 1000),
             battery=r[12],
+            weight_resolution=r[13],
+            height_resolution=r[14],
         )
         for r in rows
     ]

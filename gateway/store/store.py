@@ -65,6 +65,7 @@ DetailValue = str | int | float | bool
 # and battery of the session that read it, an unpairing).
 DIS_COLUMNS: Final = (
     "manufacturer", "model", "serial", "firmware", "hardware", "software", "system_id",
+    "weight_resolution", "height_resolution",
 )  # fmt: skip
 _UPDATE_DIS: Final = (
     "UPDATE devices SET "  # noqa: S608 - the constant column names above
@@ -782,11 +783,14 @@ class _Engine:
         values = (
             d.address.upper(), d.kind, d.name, _ms(d.paired_at), d.manufacturer, d.model,
             d.serial, d.firmware, d.hardware, d.software, d.system_id, _ms(d.last_contact),
-            d.battery,
+            d.battery, d.weight_resolution, d.height_resolution,
         )  # fmt: skip
         with _Tx(self.conn) as c:
             c.execute(
-                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO devices (address, kind, name, paired_at, manufacturer, "
+                "model, serial, firmware, hardware, software, system_id, last_contact, battery, "
+                "weight_resolution, height_resolution) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
 

@@ -40,3 +40,21 @@ async def test_caching_device_information_never_brings_back_a_removed_device(
     await store.store.remove_device(ADDRESS)  # unpaired while a session was running
     await registry.cache_device_information(ADDRESS, INFO)
     assert await store.devices() == []
+
+
+async def test_a_scale_without_its_resolutions_reads_its_information_once_more(
+    store: Any,
+) -> None:
+    scale = "E0:DD:00:00:00:02"
+    await enroll(store, scale, "weight_scale")
+    await enroll(store, ADDRESS, "blood_pressure")
+    registry = Registry(store)
+    await registry.refresh()
+    for address in (scale, ADDRESS):
+        await registry.cache_device_information(address, INFO)  # as cached before schema 6
+    assert not registry.needs_device_information(ADDRESS)  # a cuff has no resolutions
+    assert registry.needs_device_information(scale)  # read again, feature included
+    await registry.cache_device_information(
+        scale, {**INFO, "weight_resolution": "0", "height_resolution": "0"}
+    )
+    assert not registry.needs_device_information(scale)  # "0": stated as not specified

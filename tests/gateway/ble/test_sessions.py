@@ -13,6 +13,7 @@ from device_drivers.blood_pressure import BloodPressureMeasurement
 from device_drivers.simulators.blood_pressure_monitor import BloodPressureMonitor
 from device_drivers.simulators.weight_scale import WeightScale
 from device_drivers.weight_scale import WeightMeasurement
+from gateway.ble.session import scale_resolutions
 from gateway.ble.simulated import World, faults
 from tests.gateway.ble.conftest import until
 
@@ -130,6 +131,24 @@ async def test_scale_session(
     (reading,) = store.readings
     assert reading.measurement().weight == Decimal("72.5")
     assert reading.device_timestamp() is None  # identity and FHIR fall back to received_at
+    # the scale's Weight Scale Feature resolutions, kept with its Device Information
+    (row,) = await store.devices()
+    features = scale.features
+    assert (row.weight_resolution, row.height_resolution) == (
+        str(int(features.weight_measurement_resolution)),
+        str(int(features.height_measurement_resolution)),
+    )
+    assert row.weight_resolution == "4"  # the simulator's 0.05 kg / 0.1 lb
+
+
+def test_a_feature_that_is_absent_or_malformed_states_no_resolution() -> None:
+    unspecified = {"weight_resolution": "0", "height_resolution": "0"}
+    assert scale_resolutions(None) == unspecified
+    assert scale_resolutions(b"\x01") == unspecified  # 1 octet of a u32
+    assert scale_resolutions((3 << 3 | 2 << 7).to_bytes(4, "little")) == {
+        "weight_resolution": "3",
+        "height_resolution": "2",
+    }
 
 
 async def test_bond_store_survives_a_new_world(world: World, tmp_path: Any) -> None:

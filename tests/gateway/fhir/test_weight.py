@@ -6,11 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+import pytest
+
 from device_drivers.body_composition import BodyCompositionMeasurement
 from device_drivers.ieee11073 import Special
 from device_drivers.weight_scale import WeightMeasurement, WeightUnit
-from gateway.fhir import FhirContext, build_bundle, bundle_to_json
-from tests.gateway.fhir.conftest import SCALE_ADDRESS, by_mdc, codings, item, parse, resources
+from gateway.fhir import DeviceInfo, FhirContext, build_bundle, bundle_to_json
+from tests.gateway.fhir.conftest import (
+    SCALE_ADDRESS,
+    by_mdc,
+    codings,
+    item,
+    make_context,
+    parse,
+    resources,
+)
 
 MDC = "urn:iso:std:iso:11073:10101"
 LOINC = "http://loinc.org"
@@ -61,6 +71,40 @@ def test_imperial_units(ctx: FhirContext) -> None:
     bundle = parse(build_bundle([item(value, address=SCALE_ADDRESS)], ctx))
     assert quantity(bundle, 188736) == ("160.50", "[lb_av]")
     assert quantity(bundle, 188740) == ("69.0", "[in_i]")
+
+
+@pytest.mark.parametrize(
+    ("unit", "weight", "height", "codes", "expected"),
+    [
+        # 0.05 kg / 0.001 m: 72.350 kg -> 72.35; 1.751 m -> 175.1 cm
+        (WeightUnit.SI, "72.350", "1.751", (4, 3), (("72.35", "kg"), ("175.1", "cm"))),
+        # 0.5 kg / 0.01 m
+        (WeightUnit.SI, "72.500", "1.750", (1, 1), (("72.5", "kg"), ("175", "cm"))),
+        # 0.1 lb / 0.5 in
+        (WeightUnit.IMPERIAL, "160.50", "69.5", (4, 2), (("160.5", "[lb_av]"), ("69.5", "[in_i]"))),
+        # 1 lb / 1 in
+        (WeightUnit.IMPERIAL, "160.00", "69.0", (1, 1), (("160", "[lb_av]"), ("69", "[in_i]"))),
+        # not specified, reserved, unknown: the field's own precision
+        (WeightUnit.SI, "72.350", "1.751", (0, 0), (("72.350", "kg"), ("175.1", "cm"))),
+        (WeightUnit.SI, "72.350", "1.751", (9, 5), (("72.350", "kg"), ("175.1", "cm"))),
+        (WeightUnit.SI, "72.350", "1.751", (None, None), (("72.350", "kg"), ("175.1", "cm"))),
+    ],
+)
+def test_the_scale_stated_resolution_sets_the_decimals(
+    unit: WeightUnit,
+    weight: str,
+    height: str,
+    codes: tuple[int | None, int | None],
+    expected: tuple[tuple[str, str], tuple[str, str]],
+) -> None:
+    info = DeviceInfo(address=SCALE_ADDRESS, weight_resolution=codes[0], height_resolution=codes[1])
+    ctx = make_context(devices={SCALE_ADDRESS: info})
+    value = WeightMeasurement(
+        unit=unit, weight=Decimal(weight), bmi=Decimal("23.6"), height=Decimal(height)
+    )
+    bundle = parse(build_bundle([item(value, address=SCALE_ADDRESS)], ctx))
+    assert (quantity(bundle, 188736), quantity(bundle, 188740)) == expected
+    assert quantity(bundle, 188752) == ("23.6", "kg/m2")  # BMI: its own 0.1 step
 
 
 def test_unsuccessful_weight_is_absent_not_a_number(ctx: FhirContext) -> None:

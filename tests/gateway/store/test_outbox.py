@@ -327,6 +327,7 @@ async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) 
         conn.execute("DROP INDEX outbox_delivered")
         conn.execute("DROP TABLE malformed")
         conn.execute("DROP TABLE acked")
+        _without_resolutions(conn)
         conn.execute("PRAGMA user_version = 2")
     async with await Store.open(state_dir, min_free_mb=0) as s:
         assert await s.add([current_time(0)]) == ids[:1]
@@ -334,7 +335,34 @@ async def test_version_2_database_migrates_with_its_tombstones(state_dir: Path) 
         await s.ack(ids[2:3])
         assert (await s.stats()).tombstones == 3
     with sqlite3.connect(state_dir / "store.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 6
+
+
+def _without_resolutions(conn: sqlite3.Connection) -> None:
+    """The devices table as versions 2-5 had it (schema 6 added the scale resolutions)."""
+    conn.execute("ALTER TABLE devices DROP COLUMN weight_resolution")
+    conn.execute("ALTER TABLE devices DROP COLUMN height_resolution")
+
+
+async def test_version_5_devices_gain_the_scale_resolutions(state_dir: Path) -> None:
+    paired = datetime(2026, 1, 2, tzinfo=UTC)
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        await s.upsert_device(DeviceRecord("E0:11:22:33:44:55", "weight_scale", "WS", paired))
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        _without_resolutions(conn)
+        conn.execute("PRAGMA user_version = 5")
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        (device,) = await s.devices()
+        assert (device.name, device.weight_resolution, device.height_resolution) == (
+            "WS",
+            None,
+            None,
+        )
+        await s.update_device_information(
+            "E0:11:22:33:44:55", {"weight_resolution": "4", "height_resolution": "3"}
+        )
+        (device,) = await s.devices()
+        assert (device.weight_resolution, device.height_resolution) == ("4", "3")
 
 
 async def test_version_3_database_gains_the_sealed_malformed_values(state_dir: Path) -> None:
@@ -343,6 +371,7 @@ async def test_version_3_database_gains_the_sealed_malformed_values(state_dir: P
     with sqlite3.connect(state_dir / "store.db") as conn:
         conn.execute("DROP TABLE malformed")  # as version 3 had it
         conn.execute("DROP TABLE acked")
+        _without_resolutions(conn)
         conn.execute("PRAGMA user_version = 3")
     async with await Store.open(state_dir, min_free_mb=0) as s:
         assert [x.id for x in await s.lease(10)] == ids
@@ -362,6 +391,7 @@ async def test_version_4_database_keeps_its_in_place_tombstones(state_dir: Path)
             "WHERE seq <= 2"
         )  # what version 4's ack wrote
         conn.execute("DROP TABLE acked")
+        _without_resolutions(conn)
         conn.execute("PRAGMA user_version = 4")
     async with await Store.open(state_dir, min_free_mb=0) as s:
         stats = await s.stats()
