@@ -97,7 +97,7 @@ class Reading:
         digest, seconds = self.capture_key_values()
         return digest.hex(), str(seconds)
 
-    def capture_key_values(self) -> tuple[bytes, int]:
+    def capture_key_values(self) -> tuple[bytes, int | str]:
         """`capture_keys` as the identity's 16 bytes (its hex is `identity()`) and the PHD
         timestamp's seconds (its decimal text is `phd_timestamp_part()`). A blood-pressure
         value, which has no sequence number, needs only its time stamp: read without decoding
@@ -135,10 +135,15 @@ class Reading:
         m = self._decoded()
         stamp = _device_timestamp(m)
         seq = getattr(m, "sequence_number", None)
-        return (
-            self._identity(seq if isinstance(seq, int) else None, stamp),
-            self._phd_seconds(stamp),
-        )
+        identity = self._identity(seq if isinstance(seq, int) else None, stamp)
+        seconds = self._phd_seconds(stamp)
+        offset = getattr(m, "time_offset", None)
+        if stamp is not None and isinstance(offset, int) and offset:
+            # The offset the meter reported, appended in its units (minutes) as the IG's
+            # identifier rule says: two records whose base time plus offset agree (a clock
+            # turned back an hour for winter time) stay two Observations.
+            return identity, f"{seconds}{offset:+d}"
+        return identity, seconds
 
     def identity(self) -> str:
         """A stable identifier from what the reading is: device, characteristic, sequence number
@@ -150,8 +155,10 @@ class Reading:
     def phd_timestamp_part(self) -> str:
         """The PHD IG dedup identifier's timestamp part (FHIR.md section 10): whole seconds since
         2000-01-01T00:00:00 of the device's local time as sent, BLE Date Time having 1 s
-        resolution and no offset; the receive time (UTC) for a reading without a device time."""
-        return str(self._phd_seconds(self.device_timestamp()))
+        resolution; a glucose record's non-zero time offset (minutes) appended signed, as the
+        IG appends a reported offset ("848473200-60"); the receive time (UTC) for a reading
+        without a device time."""
+        return self.capture_keys()[1]
 
     def _identity(self, seq: int | None, stamp: datetime | None) -> bytes:
         """The first 16 bytes of SHA-256 over the reading's description; as hex, the identity."""

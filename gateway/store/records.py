@@ -5,8 +5,9 @@ A reading's plaintext (only ever inside AES-GCM) is, big-endian, layout 2 (writt
     u8 format=2 | u8 flags | u16 characteristic | i64 received_at (µs since the Unix epoch,
     UTC) | i64 phd_timestamp (s) | 16 bytes identity | u8 len(device) | u16 len(value) |
     u16 len(context) | [f64 device_clock_offset_s if flags & HAS_OFFSET] |
-    [16 bytes boot id, i64 monotonic ns if flags & HAS_MONOTONIC] | device | value |
-    context (present iff flags & HAS_CONTEXT)
+    [16 bytes boot id, i64 monotonic ns if flags & HAS_MONOTONIC] |
+    [i16 the PHD timestamp's offset suffix (a glucose record's time offset, minutes) if
+    flags & HAS_PHD_OFFSET] | device | value | context (present iff flags & HAS_CONTEXT)
 
 one fixed head read with one `struct` call; or layout 1 (written before, and still for an
 identity or timestamp of an unusual shape)::
@@ -72,6 +73,29 @@ _HAS_CONTEXT: Final = 0x02
 _HAS_OFFSET: Final = 0x04
 _HAS_MONOTONIC: Final = 0x08  # received while the wall clock was untrusted (LESSONS L7.2)
 _MONOTONIC: Final = struct.Struct(">16sq")
+_HAS_PHD_OFFSET: Final = 0x10  # the PHD timestamp part ends with a signed offset: "...-60"
+_I16: Final = struct.Struct(">h")
+PhdStamp = int | str
+"""A PHD timestamp part as captured: whole seconds, or (with an offset the device reported)
+its text, seconds then the signed offset (`Reading.capture_key_values`)."""
+
+
+def _phd_parts(phd: PhdStamp) -> tuple[int, int | None] | None:
+    """(seconds, offset suffix or None) of a PHD timestamp part layout 2 holds exactly; None
+    for any other text (layout 1 keeps it as it is)."""
+    if isinstance(phd, int):
+        return phd, None
+    head, sign, tail = phd.rpartition("-") if "-" in phd[1:] else phd.rpartition("+")
+    text = head if sign else phd
+    try:
+        seconds = int(text)
+        offset = int(sign + tail) if sign else None
+    except ValueError:
+        return None
+    if offset is not None and not -(2**15) <= offset < 2**15:
+        return None
+    canonical = str(seconds) if offset is None else f"{seconds}{offset:+d}"
+    return (seconds, offset) if canonical == phd else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,29 +185,34 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     `Reading.capture_keys` made), layout 1 otherwise; both stay readable."""
     try:
         ident = bytes.fromhex(identity)
-        phd = int(phd_timestamp)
     except ValueError:
         return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
     # lower case hex and canonical decimal: unpacking gives back the exact text
-    if ident.hex() != identity or str(phd) != phd_timestamp:
+    if ident.hex() != identity or _phd_parts(phd_timestamp) is None:
         return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
-    return pack_captured(reading, ident, phd)
+    parts = _phd_parts(phd_timestamp)
+    assert parts is not None
+    seconds, offset = parts
+    return pack_captured(reading, ident, seconds if offset is None else phd_timestamp)
 
 
-def pack_captured(reading: Reading, identity: bytes, phd_seconds: int) -> bytes:
+def pack_captured(reading: Reading, identity: bytes, phd: PhdStamp) -> bytes:
     """`pack_reading` from the keys in binary (`Reading.capture_key_values`), the store's add
     path: layout 2, or layout 1 for a field wider than layout 2 holds."""
     device = reading.device.encode()
     value = reading.value
     context = reading.context
+    parts = _phd_parts(phd)
+    phd_seconds, phd_offset = parts if parts is not None else (0, None)
     if (
-        len(identity) != _IDENTITY_LEN
+        parts is None
+        or len(identity) != _IDENTITY_LEN
         or not _I64_MIN <= phd_seconds <= _I64_MAX
         or len(device) > _U8_MAX
         or len(value) > _U16_MAX
         or (context is not None and len(context) > _U16_MAX)
     ):
-        return _pack_v1(reading, identity.hex(), str(phd_seconds), device)
+        return _pack_v1(reading, identity.hex(), str(phd), device)
     # plain ints, not the IntFlag: this runs once per reading on the add path
     flags = CLOCK_TRUSTED if reading.clock_trusted else 0
     if context is None:
@@ -202,6 +231,9 @@ def pack_captured(reading: Reading, identity: bytes, phd_seconds: int) -> bytes:
         if len(boot) == 16 and boot.hex() == reading.boot_id and reading.monotonic_ns >= 0:
             flags |= _HAS_MONOTONIC
             tail = _MONOTONIC.pack(boot, reading.monotonic_ns)
+    if phd_offset is not None:
+        flags |= _HAS_PHD_OFFSET
+        tail += _I16.pack(phd_offset)
     head = _HEAD2.pack(
         RECORD_FORMAT,
         flags,
@@ -219,7 +251,7 @@ def pack_captured(reading: Reading, identity: bytes, phd_seconds: int) -> bytes:
 
 
 def pack_captured_many(
-    readings: Sequence[Reading], keys: Sequence[tuple[bytes, int]]
+    readings: Sequence[Reading], keys: Sequence[tuple[bytes, PhdStamp]]
 ) -> list[bytes]:
     """`pack_captured` of each reading with its keys, the same bytes. A batch mostly shares
     one receive time and one device: each is converted once while it repeats. A reading with
@@ -236,6 +268,7 @@ def pack_captured_many(
             reading.context is not None
             or reading.device_clock_offset_s is not None
             or reading.boot_id is not None
+            or type(phd_seconds) is not int
             or len(identity) != _IDENTITY_LEN
             or not _I64_MIN <= phd_seconds <= _I64_MAX
             or len(value) > _U16_MAX
@@ -322,6 +355,7 @@ def unpack_fields(data: bytes) -> _Fields:
         has_monotonic = flags & _HAS_MONOTONIC
         end = pos + (_F64.size if has_offset else 0) + dl + vl + cl
         end += _MONOTONIC.size if has_monotonic else 0
+        end += _I16.size if flags & _HAS_PHD_OFFSET else 0
         if end != len(data):
             raise TamperedRecord("sealed reading does not match its layout's lengths")
         offset: float | None = None
@@ -334,6 +368,11 @@ def unpack_fields(data: bytes) -> _Fields:
             raw_boot, monotonic = _MONOTONIC.unpack_from(data, pos)
             boot = raw_boot.hex()
             pos += _MONOTONIC.size
+        phd_text = str(phd)
+        if flags & _HAS_PHD_OFFSET:
+            (minutes,) = _I16.unpack_from(data, pos)
+            phd_text += f"{minutes:+d}"
+            pos += _I16.size
         if cl and not flags & _HAS_CONTEXT:
             raise TamperedRecord("sealed reading has a context its flags deny")
         try:
@@ -350,7 +389,7 @@ def unpack_fields(data: bytes) -> _Fields:
             data[pos + vl : end] if flags & _HAS_CONTEXT else None,
             offset,
             ident.hex(),
-            str(phd),
+            phd_text,
             boot,
             monotonic,
         )

@@ -34,8 +34,25 @@ def test_glucose_identity_uses_the_sequence_number_and_offset_time() -> None:
     )
     assert r.sequence_number() == 1
     assert r.device_timestamp() == datetime(2026, 11, 28, 15, 29, 0)
-    # 2026-11-28T15:29:00 is 849,194,940 s after 2000-01-01T00:00:00.
-    assert r.phd_timestamp_part() == "849194940"
+    # 2026-11-28T15:29:00 is 849,194,940 s after 2000-01-01T00:00:00; the meter's offset of
+    # -1 min follows, signed, in its own units (FHIR.md section 10's normative encoding)
+    assert r.phd_timestamp_part() == "849194940-1"
+
+
+def test_a_clock_turned_back_an_hour_keeps_two_glucose_records_apart() -> None:
+    """Base 08:00 with offset -60 and base 07:00 with none read 07:00 both (winter time):
+    two records, two identifiers; a record with no offset keeps the plain seconds."""
+
+    def record(seq: int, hour: int, offset: int) -> Reading:
+        value = bytes([0x03, seq, 0, 0xEA, 0x07, 11, 28, hour, 0, 0]) + offset.to_bytes(
+            2, "little", signed=True
+        )
+        return Reading("C0:11:22:33:44:55", 0x2A18, value + bytes.fromhex("5fb011"), RECEIVED, True)
+
+    summer, winter = record(1, 7, 0), record(2, 8, -60)
+    assert summer.device_timestamp() == winter.device_timestamp()
+    assert summer.phd_timestamp_part() == "849164400"
+    assert winter.phd_timestamp_part() == "849164400-60"
 
 
 def test_readings_without_time_or_sequence_stay_two() -> None:
@@ -67,7 +84,9 @@ def test_readings_without_time_or_sequence_stay_two() -> None:
             "030100ea070b1c0f1e00ffff5fb011",
             "seq:1",
             "3f525c31542627303dee189bdb68305f",
-            "849194940",
+            # "849194940" until the meter's time offset joined the PHD part (README changelog);
+            # the identity, which keys the store's dedup, is unchanged
+            "849194940-1",
         ),
     ],
 )

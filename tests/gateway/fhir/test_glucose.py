@@ -186,6 +186,34 @@ def test_a_test_without_a_result_is_sent_as_not_performed_with_its_status(
     assert obs["effectiveDateTime"] == "2026-03-09T06:15:00+00:00"
 
 
+def test_two_records_at_the_same_wall_time_both_go(ctx: FhirContext) -> None:
+    """A meter's clock turned back an hour (winter time, the offset field -60): two records
+    that read 07:15 both arrive whole, as two Observations each (the IG's identifier carries
+    the reported offset)."""
+    summer = glucose(sequence_number=8, sample_location=SampleLocation.FINGER)
+    winter = glucose(
+        sequence_number=9,
+        base_time=BASE.replace(hour=8),
+        time_offset=-60,
+        sample_location=SampleLocation.ALTERNATE_SITE_TEST,
+    )
+    items = [
+        item(summer, address=GLUCOSE_ADDRESS, item_id="a"),
+        item(winter, address=GLUCOSE_ADDRESS, item_id="b"),
+    ]
+    bundle = parse(build_bundle(items, ctx))
+    locations = [
+        r["valueCodeableConcept"]["coding"][0]["code"]
+        for r in resources(bundle)
+        if r["code"]["coding"][0]["code"] == "8417844"
+    ]
+    assert sorted(locations) == ["8417848", "8417852"]  # finger and alternate site
+    glucoses = [r for r in resources(bundle) if r["code"]["coding"][0]["code"] == "160184"]
+    assert len(glucoses) == 2
+    assert {g["effectiveDateTime"] for g in glucoses} == {"2026-03-09T06:15:00+00:00"}
+    assert len({g["identifier"][0]["value"] for g in glucoses}) == 2
+
+
 def test_context_observations(ctx: FhirContext) -> None:
     context = GlucoseMeasurementContext(
         sequence_number=7,

@@ -50,8 +50,8 @@ BUNDLES = 3000
 # Bundles differ (every non-empty one whose context has a gateway SYSID) and only by the
 # PhgDevice's fullUrl, its ifNoneExist and the references to that fullUrl; "mes" unchanged.
 EXPECTED = {
-    "phd": "452c4fd2e6670b58fdef7995d10f3566b10bab42d41c0b5f69124c6dafde4008",
-    "mes": "604497ff1e5a12f277e753bc3efa0acfaf5a07769072afd54fcb5607296adb25",
+    "phd": "20f3f8bf489d7adc514cd9d3df9998239f47173bcb1fcbd88dfe0f8de67a6d8b",
+    "mes": "77a721d8f6cbf960af0bac136619177fbb3b73e621633df9553e9a83950eea17",
 }
 
 ADDRESSES = (

@@ -174,12 +174,25 @@ PINNED = [
             device_clock_offset_s=-12.5,
         ),
         "2d292c00a79dd90f68af055a9fc0e190",
-        849194940,
+        # its time offset (-1 min) appended since schema 6's change (`GLUCOSE_BEFORE_SUFFIX`)
+        "849194940-1",
         "ceb76387bd86dd3b756ef7d38429ebb1",
-        "02072a1800064bf24793045000000000329dafbc2d292c00a79dd90f68af055a9fc0e19011000f0005c02900"
-        "000000000041413a42423a43433a44443a45453a4646030100ea070b1c0f1e00ffff5fb0110201000100",
+        "02172a1800064bf24793045000000000329dafbc2d292c00a79dd90f68af055a9fc0e19011000f0005c02900"
+        "0000000000ffff41413a42423a43433a44443a45453a4646030100ea070b1c0f1e00ffff5fb0110201000100",
     ),
 ]
+# That glucose record as Carebox wrote it before its PHD timestamp part carried the offset:
+# still opens, with the part it was sent under (a record is never re-keyed once stored).
+GLUCOSE_BEFORE_SUFFIX = (
+    "02072a1800064bf24793045000000000329dafbc2d292c00a79dd90f68af055a9fc0e19011000f0005c02900"
+    "000000000041413a42423a43433a44443a45453a4646030100ea070b1c0f1e00ffff5fb0110201000100"
+)
+
+
+def test_a_record_stored_before_the_offset_suffix_keeps_its_part() -> None:
+    fields = records.unpack_fields(bytes.fromhex(GLUCOSE_BEFORE_SUFFIX))
+    assert fields[8] == "849194940"
+    assert fields[7] == "2d292c00a79dd90f68af055a9fc0e190"
 
 
 def test_the_add_path_writes_the_bytes_earlier_versions_wrote() -> None:
