@@ -52,6 +52,7 @@ RESTART_MIN_S: Final = 1.0  # a failed part restarts after this, doubling...
 RESTART_MAX_S: Final = 60.0  # ...up to this: a broken adapter must not spin the CPU
 HEALTHY_AFTER_S: Final = 120.0  # a part that ran this long resets its restart backoff
 STATUS_WRITE_S: Final = 5.0  # how stale `carebox status` may find the upstream state
+REPORTED_KEPT: Final = 10_000  # unmappable readings remembered as reported (an event each)
 HEARTBEAT_S: Final = 30.0  # each loop beats at least this often; the watchdog waits 3x
 MAINTENANCE_INTERVAL_S: Final = 6 * 3600  # prune and key age: hours apart; also at each start
 
@@ -118,6 +119,7 @@ class Service:
         self.uplink: Any = None
         self.committed = 0  # readings committed by this process (the demo's view shows it)
         self._known_devices: dict[str, Any] = {}
+        self._reported: dict[str, None] = {}  # insertion-ordered: the oldest goes first
         self._stopping = asyncio.Event()
         self._watchdog = Watchdog(self.notifier)
         self._renderer = RenderPool()
@@ -198,10 +200,18 @@ class Service:
                 # Not dropped: raising makes the uplink split the cut and hold this reading
                 # (retried after its lease) until the registry knows the device's system id.
                 raise err
+        reported = self._reported
         for err in skipped:
             # Acked with its message: an undecodable value was committed as received (L8.2)
-            # and its event names it; no bytes, no value in the event.
-            self._event_soon("reading_unmappable", reading=str(err.item_id), reason=err.reason)
+            # and its event names it; no bytes, no value in the event. Once: a cut the uplink
+            # splits (too large, or holding a reading it must hold back) maps it again.
+            key = str(err.item_id)
+            if key in reported:
+                continue
+            reported[key] = None
+            if len(reported) > REPORTED_KEPT:
+                del reported[next(iter(reported))]
+            self._event_soon("reading_unmappable", reading=key, reason=err.reason)
 
     def _event_soon(self, kind: str, **detail: str | int) -> None:
         store = self.store

@@ -244,13 +244,17 @@ class Session:
         raw = bytes(await client.read_gatt_char(char))
         gateway_local = self.now().astimezone().replace(tzinfo=None)
         try:
-            stamp = CurrentTime.from_bytes(raw).timestamp
+            current = CurrentTime.from_bytes(raw)
         except MalformedValue as exc:
             await self._malformed(exc)
             return None
-        if stamp is None:
+        if current.timestamp is None:
             return None
-        return (stamp - gateway_local).total_seconds()
+        # A clock read in whole seconds (no fractions sent) is somewhere in the second it
+        # shows: counted from its middle, a clock that is right is not corrected by a second
+        # half the time (it read 0.5 s slow on average, and rounding made that 1 s).
+        within = current.fractions256 / 256 if current.fractions256 else 0.5
+        return (current.timestamp - gateway_local).total_seconds() + within
 
     async def _battery(
         self, client: BleakClient, chars: Mapping[int, BleakGATTCharacteristic]

@@ -491,7 +491,8 @@ def _coincident(
 ) -> JsonObject:
     """PhdCoincidentTimeStampObservation: at gateway time `gateway_time` the device's wall clock
     read `gateway_time + correction`, shown in the gateway's zone the device is assumed in."""
-    device_clock = (gateway_time + correction).astimezone(ctx.tz)
+    # whole seconds: the device's clock shows no more (the gateway's time keeps its own)
+    device_clock = (gateway_time + correction).astimezone(ctx.tz).replace(microsecond=0)
     return {
         "resourceType": "Observation",
         "meta": {"profile": [codes.PROFILE_COINCIDENT]},

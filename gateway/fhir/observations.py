@@ -319,14 +319,17 @@ def _units(m: object) -> tuple[Unit, Unit | None]:
 
 def _stated(value: Decimal | Special, step: Decimal | None) -> Decimal | Special:
     """`value` with the decimals of the precision the device states (a scale of 0.05 kg steps
-    sends 72.35, not the 72.350 of the field's 0.005 kg unit), never with more than it has."""
+    sends 72.35, not the 72.350 of the field's 0.005 kg unit), never with more than it has.
+    Only zeros are dropped: a value finer than the stated step (a device that says less than
+    it measures) keeps every digit it sent."""
     if step is None or type(value) is not Decimal:
         return value
     exponent = step.as_tuple().exponent
     own = value.as_tuple().exponent
     if not isinstance(exponent, int) or not isinstance(own, int) or own >= exponent:
         return value
-    return value.quantize(Decimal(1).scaleb(exponent))
+    stated = value.quantize(Decimal(1).scaleb(exponent))
+    return stated if stated == value else value
 
 
 def _steps(

@@ -339,6 +339,8 @@ class Uplink(Generic[T]):
                 await self._session(conn)
             except (ConnectionLost, NotConnected) as exc:
                 log.warning("uplink: %s", exc)
+                # what `carebox status` shows until the next attempt says more
+                self._last_error = NetworkUnreachable(f"{exc}; reconnecting")
             except _Refused as refused:
                 failure = refused.failure
             finally:
@@ -467,7 +469,6 @@ class Uplink(Generic[T]):
                     if self._refused is not None:
                         raise _Refused(self._refused)
                     if not self._in_flight:
-                        self._proved()
                         await self._publish_status(conn, "online")
                         await self._publish_events(conn)
                         last_status = time.monotonic()
@@ -748,8 +749,11 @@ class Uplink(Generic[T]):
         except PublishRejected as exc:
             raise _Refused(self._refusal(exc, topic)) from None
         if stats[0] == 0:
-            # upstream has everything: in sync now, though no reading needed to go
+            # upstream has everything: in sync now, though no reading needed to go; and the
+            # link proved good (not merely a lease that found nothing yet: a cut released by
+            # the last session may still be on its way back to the queue)
             self._last_sync = datetime.now(UTC)
+            self._proved()
 
     async def _publish_events(self, conn: MqttConnection) -> None:
         while True:

@@ -3,6 +3,7 @@ out dated on the trusted clock once it is (LESSONS L7.2, L7.3)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import replace
@@ -119,4 +120,24 @@ async def test_with_a_worker_held_then_dated_the_same_way(tmp_path: Path) -> Non
         assert rid not in {r.id for r in await store.lease(10, lease_s=0.0)}
     finally:
         svc._renderer.close()
+        await store.close()
+
+
+async def test_an_unmappable_reading_is_reported_once(tmp_path: Path) -> None:
+    """The uplink maps a cut again when it splits it (too large, or holding a reading back):
+    a reading that cannot be mapped is one `reading_unmappable` event, not one per mapping."""
+    svc = service(tmp_path, synced=[True])
+    store = await Store.open(tmp_path / "state", min_free_mb=0)
+    try:
+        svc.store = store
+        now = datetime.now(UTC)
+        reading = Reading("C0:11:22:33:44:55", 0x2A35, b"\x1e", now, True)  # does not decode
+        identity, phd = reading.capture_keys()
+        cut = [StoredReading("cd" * 16, reading, phd, now, 1, identity)]
+        for _ in range(3):
+            await svc._map(cut)
+        await asyncio.sleep(0.2)  # the events are recorded by tasks of their own
+        kinds = [e.kind for e in await store.events()]
+        assert kinds.count("reading_unmappable") == 1
+    finally:
         await store.close()

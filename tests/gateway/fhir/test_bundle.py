@@ -256,6 +256,16 @@ def test_correction_and_coincident_timestamp(ctx: FhirContext) -> None:
     assert ct["identifier"][0]["system"] == "urn:ietf:rfc:3986"
 
 
+def test_the_device_clock_in_the_coincident_timestamp_is_whole_seconds(ctx: FhirContext) -> None:
+    # received at 09:00:30.25: the gateway's time keeps its quarter second, the device's
+    # clock (1 s resolution) shows none it never had
+    at = RECEIVED + timedelta(microseconds=250000)
+    bundle = parse(build_bundle([item(bp(), offset=125.4, received=at)], ctx))
+    (ct,) = [r for r in resources(bundle) if r["code"]["coding"][0]["code"] == "67975"]
+    assert ct["effectiveDateTime"] == "2026-03-10T09:00:30.25+00:00"
+    assert ct["valueDateTime"] == "2026-03-10T10:02:35+01:00"
+
+
 def test_no_device_time_uses_receive_time(ctx: FhirContext) -> None:
     stored = item(bp(stamp=None), received=RECEIVED + timedelta(microseconds=250000))
     panel = by_mdc(parse(build_bundle([stored], ctx)), 150020)

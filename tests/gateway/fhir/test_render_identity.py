@@ -50,7 +50,7 @@ BUNDLES = 3000
 # Bundles differ (every non-empty one whose context has a gateway SYSID) and only by the
 # PhgDevice's fullUrl, its ifNoneExist and the references to that fullUrl; "mes" unchanged.
 EXPECTED = {
-    "phd": "20f3f8bf489d7adc514cd9d3df9998239f47173bcb1fcbd88dfe0f8de67a6d8b",
+    "phd": "e9d43fd3d353c24aef245fad7f15902b952f648353eaaeb43b4775c4d3eb4010",
     "mes": "77a721d8f6cbf960af0bac136619177fbb3b73e621633df9553e9a83950eea17",
 }
 

@@ -84,6 +84,15 @@ def test_imperial_units(ctx: FhirContext) -> None:
         (WeightUnit.IMPERIAL, "160.50", "69.5", (4, 2), (("160.5", "[lb_av]"), ("69.5", "[in_i]"))),
         # 1 lb / 1 in
         (WeightUnit.IMPERIAL, "160.00", "69.0", (1, 1), (("160", "[lb_av]"), ("69", "[in_i]"))),
+        # finer than the scale states (310.25 lb on a 0.1 lb scale): every digit it sent
+        (
+            WeightUnit.IMPERIAL,
+            "310.25",
+            "69.5",
+            (4, 2),
+            (("310.25", "[lb_av]"), ("69.5", "[in_i]")),
+        ),
+        (WeightUnit.SI, "63.455", "1.751", (4, 1), (("63.455", "kg"), ("175.1", "cm"))),
         # not specified, reserved, unknown: the field's own precision
         (WeightUnit.SI, "72.350", "1.751", (0, 0), (("72.350", "kg"), ("175.1", "cm"))),
         (WeightUnit.SI, "72.350", "1.751", (9, 5), (("72.350", "kg"), ("175.1", "cm"))),
