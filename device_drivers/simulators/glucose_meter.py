@@ -77,6 +77,7 @@ from device_drivers.simulators.base import (
     ServiceSpec,
     SimulatedDevice,
 )
+from device_drivers.simulators.storing import default_system_id
 
 __all__ = ["AttCodeSet", "GlucoseMeter", "StoredRecord"]
 
@@ -142,7 +143,9 @@ class GlucoseMeter(SimulatedDevice):
     model_number: str = "SIM-GLS-1"
     serial_number: str = "GLS-000001"
     firmware_revision: str = "1.0.0"
-    system_id: bytes = bytes.fromhex("0100000000f0ffb2")  # 40-bit manufacturer id + 24-bit OUI
+    # System ID 0x2A23 as sent (8 octets); None: derived from `address`, as the cuff's and the
+    # scale's are, so two simulated meters are two devices upstream
+    system_id: bytes | None = None
     battery_level: int = 100
     feature: GlucoseFeature = _DEFAULT_FEATURE
     att_codes: AttCodeSet = AttCodeSet.GLS
@@ -158,6 +161,8 @@ class GlucoseMeter(SimulatedDevice):
     _adjust_reason: AdjustReason = field(default=NO_ADJUSTMENT, init=False)
 
     def __post_init__(self) -> None:
+        if self.system_id is None:
+            self.system_id = bytes(default_system_id(self.address))
         if len(self.system_id) != 8:
             raise ValueError("system_id must be 8 octets (System ID 0x2A23)")
         if not 0 <= self.battery_level <= 100:
@@ -288,6 +293,7 @@ class GlucoseMeter(SimulatedDevice):
         if uuid in strings:
             return bytes(STRING_CHARACTERISTICS[uuid](value=strings[uuid]))
         if uuid == 0x2A23:
+            assert self.system_id is not None  # set in __post_init__
             return bytes(SystemId.from_bytes(self.system_id))
         if uuid == 0x2A19:
             return bytes(BatteryLevel(battery_level=self.battery_level))

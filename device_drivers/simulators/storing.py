@@ -65,7 +65,8 @@ class _Stored:
         self.value = value
 
 
-def _default_system_id(address: str) -> SystemId:
+def default_system_id(address: str) -> SystemId:
+    """The System ID a simulated device has unless told: its address with FF-FE inserted."""
     try:
         return SystemId.from_bd_addr(address)
     except ValueError:
@@ -93,7 +94,7 @@ class StoringDevice(SimulatedDevice):
 
     def __post_init__(self) -> None:
         if self.system_id is None:
-            self.system_id = _default_system_id(self.address)
+            self.system_id = default_system_id(self.address)
         bytes(BatteryLevel(self.battery_level))  # refuse an impossible level at construction
 
     # -- what subclasses and tests use ---------------------------------------------------

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from device_drivers import MalformedValue, decode
 from device_drivers.current_time import AdjustReason, CurrentTime
+from device_drivers.device_information import SystemId
 from device_drivers.glucose import (
     ConcentrationUnit,
     GlucoseMeasurement,
@@ -429,3 +430,15 @@ def test_any_racp_write_is_answered_or_refused(writes: list[bytes], confirm: boo
             assert answer.request_op_code == data[0]
         if confirm:
             finish(device, emits)
+
+
+def test_two_meters_are_two_devices() -> None:
+    """A meter's System ID comes from its address (FF-FE inserted), as the cuff's and the
+    scale's do: two simulated meters are two devices upstream, not one."""
+    a = GlucoseMeter("C0:FF:EE:0C:00:02", "A", lambda: NOW)
+    b = GlucoseMeter("C0:FF:EE:0C:00:06", "B", lambda: NOW)
+    assert a.system_id != b.system_id
+    assert a.system_id is not None
+    assert SystemId.from_bytes(a.system_id) == SystemId.from_bd_addr("C0:FF:EE:0C:00:02")
+    chosen = GlucoseMeter("C0:FF:EE:0C:00:07", "C", lambda: NOW, system_id=bytes(range(8)))
+    assert chosen.system_id == bytes(range(8))
