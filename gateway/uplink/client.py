@@ -284,15 +284,20 @@ def classify(exc: BaseException, settings: UplinkSettings, *, clock_trusted: boo
         return NotTls(f"TLS with {where} failed ({exc.reason or exc}): check [upstream] url")
     if isinstance(exc, socket.gaierror):
         return NetworkUnreachable(
-            f"cannot resolve {settings.host!r} ({exc.strerror}): check DNS and [upstream] url"
+            f"cannot resolve {settings.host!r} ({exc.strerror}): check DNS and [upstream] url",
+            layer="dns",
         )
     if isinstance(exc, ConnectionRefusedError):
-        return NetworkUnreachable(f"broker {where} refused the connection (down?); retrying")
+        return NetworkUnreachable(
+            f"broker {where} refused the connection (down?); retrying", layer="tcp"
+        )
     if isinstance(exc, TimeoutError):
-        return NetworkUnreachable(f"no answer from {where} (network down?); retrying")
+        return NetworkUnreachable(f"no answer from {where} (network down?); retrying", layer="tcp")
     if isinstance(exc, OSError):
-        return NetworkUnreachable(f"cannot reach {where} ({exc.strerror or exc}); retrying")
-    return NetworkUnreachable(f"cannot connect to {where} ({exc!r}); retrying")
+        return NetworkUnreachable(
+            f"cannot reach {where} ({exc.strerror or exc}); retrying", layer="tcp"
+        )
+    return NetworkUnreachable(f"cannot connect to {where} ({exc!r}); retrying", layer="tcp")
 
 
 def _handshake_cut(where: str) -> HandshakeCut:

@@ -91,8 +91,15 @@ class ConnectFailed(UplinkError):
 
 
 class NetworkUnreachable(ConnectFailed):
+    """No TCP answer: `layer` is "dns" when the name did not resolve, "tcp" when the broker's
+    address did not answer or refused, "network" when the link dropped (LESSONS.md L9.4)."""
+
     kind = FailureKind.TRANSIENT
     layer = "network"
+
+    def __init__(self, message: str, *, layer: str = "network") -> None:
+        super().__init__(message)
+        self.layer = layer
 
 
 class BrokerUnavailable(ConnectFailed):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from gateway.uplink.backoff import Backoff
+from gateway.uplink.broker import free_port
+from gateway.uplink.client import classify
 from gateway.uplink.config import UplinkSettings
 from gateway.uplink.devpki import Issued
 from gateway.uplink.errors import (
     ClientCertificateRejected,
+    NetworkUnreachable,
     NotTls,
     ServerCertificateUntrusted,
     UplinkConfigError,
@@ -380,3 +384,21 @@ async def test_held_readings_go_at_once_when_their_cause_is_gone(
         await eventually(lambda: len(delivered(subscriber)) == 30, within=10.0)
         await eventually(lambda: not outbox.waiting, within=10.0)
         assert uplink.state.last_sync is not None
+
+
+async def test_status_names_the_failing_layer_dns_or_tcp(pki: TestPki) -> None:
+    """LESSONS L9.4: a name that does not resolve says dns, a port nobody listens on says tcp."""
+    refused = settings(pki, free_port())
+    error = classify(
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"), refused, clock_trusted=True
+    )
+    assert (error.layer, type(error)) == ("dns", NetworkUnreachable)
+    assert "check DNS" in str(error)
+    outbox = MemoryOutbox()
+    outbox.add(*readings(3))
+    uplink = Uplink(refused, outbox, json_mapper, version="t", backoff=Backoff(60, 60))
+    async with running(uplink):
+        await eventually(lambda: uplink.state.last_error is not None, within=20)
+    assert uplink.state.error_layer == "tcp"
+    assert "refused the connection" in str(uplink.state.last_error)
+    assert outbox.event_log == []  # transient: no refusal event
