@@ -379,7 +379,9 @@ class MqttConnection:
             reconnect_on_failure=False,
         )
         client.tls_set_context(ctx)
-        client.connect_timeout = connect_timeout_s
+        # paho applies it to the TCP connect and again to the TLS handshake: half each, so the
+        # connect thread is done by the time `open` stops waiting for it
+        client.connect_timeout = connect_timeout_s / 2
         # paho queues beyond this itself; ours stays below it (+ status and events).
         client.max_inflight_messages_set(max_inflight + 4)
         client.max_queued_messages_set(0)
