@@ -131,19 +131,18 @@ class Reading:
                     )
             certain, stamp = peek_timestamp(value)
             if certain:
-                return self._identity(None, stamp), self._phd_seconds(stamp)
+                return self._identity(None, stamp), self._phd_part(stamp)
         m = self._decoded()
         stamp = _device_timestamp(m)
         seq = getattr(m, "sequence_number", None)
         identity = self._identity(seq if isinstance(seq, int) else None, stamp)
-        seconds = self._phd_seconds(stamp)
         offset = getattr(m, "time_offset", None)
         if stamp is not None and isinstance(offset, int) and offset:
             # The offset the meter reported, appended in its units (minutes) as the IG's
             # identifier rule says: two records whose base time plus offset agree (a clock
             # turned back an hour for winter time) stay two Observations.
-            return identity, f"{seconds}{offset:+d}"
-        return identity, seconds
+            return identity, f"{self._phd_seconds(stamp)}{offset:+d}"
+        return identity, self._phd_part(stamp)
 
     def identity(self) -> str:
         """A stable identifier from what the reading is: device, characteristic, sequence number
@@ -156,8 +155,9 @@ class Reading:
         """The PHD IG dedup identifier's timestamp part (FHIR.md section 10): whole seconds since
         2000-01-01T00:00:00 of the device's local time as sent, BLE Date Time having 1 s
         resolution; a glucose record's non-zero time offset (minutes) appended signed, as the
-        IG appends a reported offset ("848473200-60"); the receive time (UTC) for a reading
-        without a device time."""
+        IG appends a reported offset ("848473200-60"); the receive time (UTC) to the
+        microsecond, the gateway clock's resolution, for a reading without a device time
+        ("849164400.250000")."""
         return self.capture_keys()[1]
 
     def _identity(self, seq: int | None, stamp: datetime | None) -> bytes:
@@ -170,6 +170,14 @@ class Reading:
             when = f"rx:{self.received_at.astimezone(UTC).isoformat()}"
         material = f"{_described(self.device, self.characteristic)}{when}|{self.value.hex()}"
         return hashlib.sha256(material.encode()).digest()[:IDENTITY_BYTES]
+
+    def _phd_part(self, stamp: datetime | None) -> int | str:
+        """The seconds of a device time; without one, the receive time at the gateway clock's
+        resolution, microseconds ("849164400.250000"): readings a device sends in one burst
+        arrive within a second, and at whole seconds they would share an identifier."""
+        if stamp is not None:
+            return self._phd_seconds(stamp)
+        return f"{self._phd_seconds(None)}.{self.received_at.microsecond:06d}"
 
     def _phd_seconds(self, stamp: datetime | None) -> int:
         if stamp is None:

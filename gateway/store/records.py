@@ -7,7 +7,8 @@ A reading's plaintext (only ever inside AES-GCM) is, big-endian, layout 2 (writt
     u16 len(context) | [f64 device_clock_offset_s if flags & HAS_OFFSET] |
     [16 bytes boot id, i64 monotonic ns if flags & HAS_MONOTONIC] |
     [i16 the PHD timestamp's offset suffix (a glucose record's time offset, minutes) if
-    flags & HAS_PHD_OFFSET] | device | value | context (present iff flags & HAS_CONTEXT)
+    flags & HAS_PHD_OFFSET] | [u32 its microseconds (a receive time) if flags &
+    HAS_PHD_MICROS] | device | value | context (present iff flags & HAS_CONTEXT)
 
 one fixed head read with one `struct` call; or layout 1 (written before, and still for an
 identity or timestamp of an unusual shape)::
@@ -74,28 +75,42 @@ _HAS_OFFSET: Final = 0x04
 _HAS_MONOTONIC: Final = 0x08  # received while the wall clock was untrusted (LESSONS L7.2)
 _MONOTONIC: Final = struct.Struct(">16sq")
 _HAS_PHD_OFFSET: Final = 0x10  # the PHD timestamp part ends with a signed offset: "...-60"
+_HAS_PHD_MICROS: Final = 0x20  # the PHD timestamp part has microseconds: "....250000"
 _I16: Final = struct.Struct(">h")
+_U32: Final = struct.Struct(">I")
 PhdStamp = int | str
-"""A PHD timestamp part as captured: whole seconds, or (with an offset the device reported)
-its text, seconds then the signed offset (`Reading.capture_key_values`)."""
+"""A PHD timestamp part as captured: whole seconds, or its text: seconds then the signed offset
+the device reported, or seconds and microseconds (`Reading.capture_key_values`)."""
+_Suffix = tuple[int, int] | None  # (the flag, its value) beyond the seconds
 
 
-def _phd_parts(phd: PhdStamp) -> tuple[int, int | None] | None:
-    """(seconds, offset suffix or None) of a PHD timestamp part layout 2 holds exactly; None
-    for any other text (layout 1 keeps it as it is)."""
+def _phd_parts(phd: PhdStamp) -> tuple[int, _Suffix] | None:
+    """(seconds, suffix) of a PHD timestamp part layout 2 holds exactly; None for any other
+    text (layout 1 keeps it as it is)."""
     if isinstance(phd, int):
         return phd, None
-    head, sign, tail = phd.rpartition("-") if "-" in phd[1:] else phd.rpartition("+")
-    text = head if sign else phd
     try:
-        seconds = int(text)
-        offset = int(sign + tail) if sign else None
+        if "." in phd:
+            head, _, micros = phd.partition(".")
+            seconds, suffix = int(head), (_HAS_PHD_MICROS, int(micros))
+            canonical = f"{seconds}.{suffix[1]:06d}"
+            fits = len(micros) == 6 and 0 <= suffix[1] < 10**6
+        else:
+            head, sign, tail = phd.rpartition("-") if "-" in phd[1:] else phd.rpartition("+")
+            if not sign:
+                return None  # plain seconds come as an int
+            seconds, suffix = int(head), (_HAS_PHD_OFFSET, int(sign + tail))
+            canonical = f"{seconds}{suffix[1]:+d}"
+            fits = -(2**15) <= suffix[1] < 2**15
     except ValueError:
         return None
-    if offset is not None and not -(2**15) <= offset < 2**15:
-        return None
-    canonical = str(seconds) if offset is None else f"{seconds}{offset:+d}"
-    return (seconds, offset) if canonical == phd else None
+    return (seconds, suffix) if fits and canonical == phd else None
+
+
+def _phd_text(seconds: int, flags: int, suffix: int) -> str:
+    if flags & _HAS_PHD_MICROS:
+        return f"{seconds}.{suffix:06d}"
+    return f"{seconds}{suffix:+d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +203,13 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     except ValueError:
         return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
     # lower case hex and canonical decimal: unpacking gives back the exact text
-    if ident.hex() != identity or _phd_parts(phd_timestamp) is None:
+    if ident.hex() != identity:
         return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
-    parts = _phd_parts(phd_timestamp)
-    assert parts is not None
-    seconds, offset = parts
-    return pack_captured(reading, ident, seconds if offset is None else phd_timestamp)
+    if phd_timestamp.lstrip("-").isdigit() and str(int(phd_timestamp)) == phd_timestamp:
+        return pack_captured(reading, ident, int(phd_timestamp))
+    if _phd_parts(phd_timestamp) is None:
+        return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
+    return pack_captured(reading, ident, phd_timestamp)
 
 
 def pack_captured(reading: Reading, identity: bytes, phd: PhdStamp) -> bytes:
@@ -203,7 +219,7 @@ def pack_captured(reading: Reading, identity: bytes, phd: PhdStamp) -> bytes:
     value = reading.value
     context = reading.context
     parts = _phd_parts(phd)
-    phd_seconds, phd_offset = parts if parts is not None else (0, None)
+    phd_seconds, phd_suffix = parts if parts is not None else (0, None)
     if (
         parts is None
         or len(identity) != _IDENTITY_LEN
@@ -231,9 +247,10 @@ def pack_captured(reading: Reading, identity: bytes, phd: PhdStamp) -> bytes:
         if len(boot) == 16 and boot.hex() == reading.boot_id and reading.monotonic_ns >= 0:
             flags |= _HAS_MONOTONIC
             tail = _MONOTONIC.pack(boot, reading.monotonic_ns)
-    if phd_offset is not None:
-        flags |= _HAS_PHD_OFFSET
-        tail += _I16.pack(phd_offset)
+    if phd_suffix is not None:
+        flag, suffix = phd_suffix
+        flags |= flag
+        tail += (_I16 if flag == _HAS_PHD_OFFSET else _U32).pack(suffix)
     head = _HEAD2.pack(
         RECORD_FORMAT,
         flags,
@@ -356,6 +373,7 @@ def unpack_fields(data: bytes) -> _Fields:
         end = pos + (_F64.size if has_offset else 0) + dl + vl + cl
         end += _MONOTONIC.size if has_monotonic else 0
         end += _I16.size if flags & _HAS_PHD_OFFSET else 0
+        end += _U32.size if flags & _HAS_PHD_MICROS else 0
         if end != len(data):
             raise TamperedRecord("sealed reading does not match its layout's lengths")
         offset: float | None = None
@@ -369,10 +387,13 @@ def unpack_fields(data: bytes) -> _Fields:
             boot = raw_boot.hex()
             pos += _MONOTONIC.size
         phd_text = str(phd)
-        if flags & _HAS_PHD_OFFSET:
-            (minutes,) = _I16.unpack_from(data, pos)
-            phd_text += f"{minutes:+d}"
-            pos += _I16.size
+        if flags & (_HAS_PHD_OFFSET | _HAS_PHD_MICROS):
+            if flags & _HAS_PHD_OFFSET and flags & _HAS_PHD_MICROS:
+                raise TamperedRecord("sealed reading has two timestamp suffixes")
+            suffix_struct = _I16 if flags & _HAS_PHD_OFFSET else _U32
+            (suffix,) = suffix_struct.unpack_from(data, pos)
+            phd_text = _phd_text(phd, flags, suffix)
+            pos += suffix_struct.size
         if cl and not flags & _HAS_CONTEXT:
             raise TamperedRecord("sealed reading has a context its flags deny")
         try:

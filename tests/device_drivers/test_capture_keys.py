@@ -22,7 +22,7 @@ def decoded_keys(reading: Reading) -> tuple[str, str]:
     """The keys as the decoding path computes them (no blood-pressure shortcut)."""
     m = reading._decoded()
     stamp = _device_timestamp(m)
-    return reading._identity(None, stamp).hex(), str(reading._phd_seconds(stamp))
+    return reading._identity(None, stamp).hex(), str(reading._phd_part(stamp))
 
 
 @MANY
@@ -124,9 +124,8 @@ def test_time_stamp_seconds_at_the_edges(stamp: tuple[int, ...], phd: int) -> No
 def test_impossible_dates_fall_back_to_the_receive_time(stamp: tuple[int, int, int]) -> None:
     value = bytes([0x02, 0x79, 0, 0x50, 0, 0x5F, 0]) + struct.pack("<HBBBBB", *stamp, 8, 0, 0)
     reading = Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED, True)
-    assert reading.capture_key_values()[1] == int(
-        (RECEIVED.replace(tzinfo=None) - reading_module.PHD_EPOCH).total_seconds()
-    )
+    seconds = int((RECEIVED.replace(tzinfo=None) - reading_module.PHD_EPOCH).total_seconds())
+    assert reading.capture_key_values()[1] == f"{seconds}.000000"  # to the microsecond
     assert reading.capture_keys() == decoded_keys(reading)
 
 

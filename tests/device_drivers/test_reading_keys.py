@@ -77,7 +77,8 @@ def test_readings_without_time_or_sequence_stay_two() -> None:
             "00780050006400",
             "rx:2026-11-28T12:00:00+00:00",
             "9a3f17c7befc2b14d88b01ac3aa44ae9",
-            "849182400",
+            # "849182400" until receive-time parts went to the microsecond (README changelog)
+            "849182400.000000",
         ),
         (
             0x2A18,
@@ -111,7 +112,16 @@ def test_a_device_time_past_year_9999_gives_way_to_the_receive_time() -> None:
     assert r.measurement().base_time == datetime(9999, 12, 31, 23, 59)  # type: ignore[attr-defined]
     assert r.device_timestamp() is None
     assert r.sequence_number() == 1
-    assert r.phd_timestamp_part() == str(
-        int((RECEIVED.replace(tzinfo=None) - PHD_EPOCH).total_seconds())
-    )
+    seconds = int((RECEIVED.replace(tzinfo=None) - PHD_EPOCH).total_seconds())
+    assert r.phd_timestamp_part() == f"{seconds}.000000"  # the receive time, to the microsecond
     assert r.capture_keys() == (r.identity(), r.phd_timestamp_part())
+
+
+def test_readings_received_in_one_second_have_their_own_parts() -> None:
+    """A cuff without time stamps sends its stored readings in one burst: each arrives in the
+    same second, and the receive time's microseconds keep their identifiers apart."""
+    value = bytes.fromhex("00780050006400")
+    first = Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED.replace(microsecond=250), True)
+    second = Reading("C0:11:22:33:44:55", 0x2A35, value, RECEIVED.replace(microsecond=900), True)
+    assert first.phd_timestamp_part() == "849182400.000250"
+    assert second.phd_timestamp_part() == "849182400.000900"

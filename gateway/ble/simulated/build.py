@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from device_drivers.errors import DeviceDriverError
 from device_drivers.simulators.base import SimulatedDevice
 from gateway.ble.errors import BleError
 from gateway.ble.ports import SimulatorSpec
@@ -67,7 +68,7 @@ def simulator_from_spec(
         from device_drivers.codec import from_json
         from device_drivers.simulators.blood_pressure_monitor import BloodPressureMonitor
 
-        values += [from_json(BloodPressureMeasurement, dict(r)) for r in spec.readings]
+        values += _built(spec, lambda r: from_json(BloodPressureMeasurement, dict(r)))
         bpm = BloodPressureMonitor(
             address=spec.address, name=spec.name, clock=clock, corrupt_every=corrupt
         )
@@ -78,9 +79,11 @@ def simulator_from_spec(
         from device_drivers.simulators.weight_scale import WeightScale
         from device_drivers.weight_scale import WeightMeasurement
 
-        for r in spec.readings:
+        def measurement(r: Mapping[str, object]) -> object:
             codec: Any = BodyCompositionMeasurement if "body_fat_pct" in r else WeightMeasurement
-            values.append(from_json(codec, dict(r)))
+            return from_json(codec, dict(r))
+
+        values += _built(spec, measurement)
         scale = WeightScale(
             address=spec.address, name=spec.name, clock=clock, corrupt_every=corrupt
         )
@@ -94,13 +97,26 @@ def simulator_from_spec(
         for raw in values:
             assert isinstance(raw, bytes)
             meter.add_raw(raw)
-        for r in spec.readings:
-            meter_record(meter, r)
+        _built(spec, lambda r: meter_record(meter, r))
         return meter, []
     raise BleError(
         f'[[simulator]] {spec.address}: kind "{spec.kind}" is not one of '
         '"blood_pressure", "glucose", "weight_scale"'
     )
+
+
+def _built(spec: SimulatorSpec, build: Callable[[Mapping[str, object]], object]) -> list[object]:
+    """`build` of each of the table's readings; a reading the codec refuses is a config error
+    that says which table and which reading."""
+    out = []
+    for position, reading in enumerate(spec.readings, start=1):
+        try:
+            out.append(build(reading))
+        except (DeviceDriverError, ValueError, TypeError, KeyError) as exc:
+            raise BleError(
+                f"[[simulator]] {spec.address} ({spec.kind}) reading {position}: {exc}"
+            ) from None
+    return out
 
 
 def meter_record(meter: Any, table: Mapping[str, object]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.ble.backend import load_backend
-from gateway.ble.errors import BackendLoadError
+from gateway.ble.errors import BackendLoadError, BleError
 from gateway.ble.simulated import build_world
 from gateway.config import SimulatorConfig
 from tests.gateway.ble.conftest import FAST, enroll, until
@@ -102,3 +102,37 @@ def test_backend_specs() -> None:
     b = load_backend("gateway.ble.simulated.backend:SimClient")
     assert b.client is not None
     assert b.client.__name__ == "SimClient"
+
+
+@pytest.mark.parametrize(
+    ("kind", "reading", "words"),
+    [
+        (
+            "glucose",
+            {
+                "sequence_number": 1,
+                "base_time": "2024-03-01T07:00:00",
+                "concentration": "0.00091",
+                "concentration_unit": "kg/L",
+                "type": 1,
+                "sample_location": 1,
+                "context": {"tester": 1},  # without health: the two go together
+            },
+            "tester, health",
+        ),
+        ("blood_pressure", {"unit": "mmHg", "systolic": 121}, "diastolic"),
+    ],
+)
+def test_a_reading_the_codec_refuses_names_its_table_and_position(
+    tmp_path: Path, kind: str, reading: dict[str, object], words: str
+) -> None:
+    good = {"unit": "mmHg", "systolic": 120, "diastolic": 80, "mean_arterial_pressure": 93}
+    readings = (reading,) if kind == "glucose" else (good, reading)
+    sim = SimulatorConfig(kind=kind, address="C0:00:00:00:00:0C", name="bad", readings=readings)
+    with pytest.raises(BleError) as caught:
+        build_world([sim], state_dir=tmp_path / "world")
+    message = str(caught.value)
+    position = 1 if kind == "glucose" else 2
+    assert message.startswith(f"[[simulator]] C0:00:00:00:00:0C ({kind}) reading {position}: ")
+    assert words in message
+    assert "\n" not in message

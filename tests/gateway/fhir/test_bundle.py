@@ -266,6 +266,19 @@ def test_the_device_clock_in_the_coincident_timestamp_is_whole_seconds(ctx: Fhir
     assert ct["valueDateTime"] == "2026-03-10T10:02:35+01:00"
 
 
+def test_readings_without_device_time_in_one_second_all_go(ctx: FhirContext) -> None:
+    # a cuff with no clock sends its stored readings in one burst: each its own Observation
+    burst = [
+        item(bp(systolic=120 + n, stamp=None), received=RECEIVED + timedelta(microseconds=n))
+        for n in range(3)
+    ]
+    bundle = parse(build_bundle(burst, ctx))
+    panels = [r for r in resources(bundle) if r["code"]["coding"][0]["code"] == "150020"]
+    assert len(panels) == 3
+    assert len({p["identifier"][0]["value"] for p in panels}) == 3
+    assert panels[0]["identifier"][0]["value"].endswith("-826448430.000000")
+
+
 def test_no_device_time_uses_receive_time(ctx: FhirContext) -> None:
     stored = item(bp(stamp=None), received=RECEIVED + timedelta(microseconds=250000))
     panel = by_mdc(parse(build_bundle([stored], ctx)), 150020)

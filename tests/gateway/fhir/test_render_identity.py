@@ -50,8 +50,8 @@ BUNDLES = 3000
 # Bundles differ (every non-empty one whose context has a gateway SYSID) and only by the
 # PhgDevice's fullUrl, its ifNoneExist and the references to that fullUrl; "mes" unchanged.
 EXPECTED = {
-    "phd": "e9d43fd3d353c24aef245fad7f15902b952f648353eaaeb43b4775c4d3eb4010",
-    "mes": "77a721d8f6cbf960af0bac136619177fbb3b73e621633df9553e9a83950eea17",
+    "phd": "9e2f686a98eddacb7b2d5ef0f02d414d9f0422fae4b79585aba0d24403615fa6",
+    "mes": "f1ad22bdd4a6a3146345421adeaaae572f69f532456fdafd627eb816f224ebcb",
 }
 
 ADDRESSES = (

@@ -158,10 +158,12 @@ PINNED = [
             monotonic_ns=123456789,
         ),
         "652912c48bcedb691658607cf2a4e80b",
-        825669015,
+        # the receive time to the microsecond since its change (`BP_BEFORE_MICROS`)
+        "825669015.250000",
         "2f33b5d3e1bbc0391e54413eb30f0d11",
-        "02082a3500064bf247930450000000003136b597652912c48bcedb691658607cf2a4e80b110007000000112233"
-        "445566778899aabbccddeeff00000000075bcd1543303a31313a32323a33333a34343a353500780050006400",
+        "02282a3500064bf247930450000000003136b597652912c48bcedb691658607cf2a4e80b110007000000112233"
+        "445566778899aabbccddeeff00000000075bcd150003d09043303a31313a32323a33333a34343a3535007800"
+        "50006400",
     ),
     (
         Reading(
@@ -187,6 +189,31 @@ GLUCOSE_BEFORE_SUFFIX = (
     "02072a1800064bf24793045000000000329dafbc2d292c00a79dd90f68af055a9fc0e19011000f0005c02900"
     "000000000041413a42423a43433a44443a45453a4646030100ea070b1c0f1e00ffff5fb0110201000100"
 )
+
+
+# That cuff reading (no device time) as Carebox wrote it while receive-time parts were whole
+# seconds: it opens with the part it was captured with.
+BP_BEFORE_MICROS = (
+    "02082a3500064bf247930450000000003136b597652912c48bcedb691658607cf2a4e80b110007000000112233"
+    "445566778899aabbccddeeff00000000075bcd1543303a31313a32323a33333a34343a353500780050006400"
+)
+
+
+def test_a_record_stored_before_the_microseconds_keeps_its_part() -> None:
+    fields = records.unpack_fields(bytes.fromhex(BP_BEFORE_MICROS))
+    assert fields[8] == "825669015"
+    assert (fields[9], fields[10]) == ("00112233445566778899aabbccddeeff", 123456789)
+
+
+@pytest.mark.parametrize(
+    "phd", ["849182400.000250", "-5.999999", "849194940-60", "849194940+1", "12", "-3"]
+)
+def test_every_captured_part_packs_in_layout_2_and_opens_as_it_was(phd: str) -> None:
+    reading = blood_pressure(120, 80, 60)
+    identity = reading.capture_keys()[0]
+    packed = records.pack_reading(reading, identity, phd)
+    assert packed[0] == records.RECORD_FORMAT
+    assert records.unpack_fields(packed)[8] == phd
 
 
 def test_a_record_stored_before_the_offset_suffix_keeps_its_part() -> None:
