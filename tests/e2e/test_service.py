@@ -456,3 +456,37 @@ def test_malformed_values_leave_no_bytes_in_events_or_files(
         "C0:E2:00:00:00:0B": (True, 100),
         "C0:E2:00:00:00:0C": (True, 100),
     }
+
+
+def test_a_cuff_without_a_clock_delivers_every_reading_of_a_burst(
+    tmp_path: Path, broker: LocalBroker, pki: TestPki, subscriber: Subscriber
+) -> None:
+    """Readings with no device time arrive many to a second: each keeps its own identifier
+    (the receive time to the microsecond) and reaches the broker."""
+    burst = 12
+    lines = [
+        *_gateway_lines(tmp_path, broker, pki),
+        "[[simulator]]",
+        'kind = "blood_pressure"',
+        'address = "C0:E2:00:00:00:07"',
+        "interval_s = 0.01",
+    ]
+    for i in range(burst):
+        lines += [
+            "[[simulator.readings]]",
+            f"systolic = {110 + i}",
+            "diastolic = 70",
+            "mean_arterial_pressure = 85",
+        ]
+    config = tmp_path / "carebox.toml"
+    config.write_text("\n".join(lines) + "\n")
+    code, out = _deliver_then_stop(config, subscriber, burst)
+    assert code == 0, out
+    assert len(_delivered(subscriber)) == burst
+    systolics = set()
+    for msg in subscriber.on("observations"):
+        for entry in json.loads(msg.payload)["entry"]:
+            for component in entry["resource"].get("component", []):
+                if component["code"]["coding"][0]["code"] == "150021":
+                    systolics.add(component["valueQuantity"]["value"])
+    assert systolics == set(range(110, 110 + burst))
