@@ -197,12 +197,14 @@ class GlucoseMeter(SimulatedDevice):
         self._store(
             StoredRecord(seq, bytes(measurement), context_value, measurement.user_facing_time)
         )
+        self.next_sequence_number = (seq + 1) & 0xFFFF
         return seq
 
     def add_raw(self, measurement: bytes, context: bytes | None = None) -> int | None:
         """Store octets sent as they are (a config's `raw` value). The sequence number and
         time the filters use come from the octets when they decode far enough; the next
-        `add_record` continues after that sequence number."""
+        `add_record` continues after that sequence number (octets too short to carry one
+        take none)."""
         measurement = bytes(measurement)
         seq = int.from_bytes(measurement[1:3], "little") if len(measurement) >= 3 else None
         try:
@@ -213,7 +215,7 @@ class GlucoseMeter(SimulatedDevice):
             StoredRecord(seq, measurement, None if context is None else bytes(context), stamp)
         )
         if seq is not None:
-            self.next_sequence_number = seq
+            self.next_sequence_number = (seq + 1) & 0xFFFF  # the next record follows it
         return seq
 
     def measure(
@@ -238,7 +240,6 @@ class GlucoseMeter(SimulatedDevice):
 
     def _store(self, record: StoredRecord) -> None:
         self._records.append(record)
-        self.next_sequence_number = (self.next_sequence_number + 1) & 0xFFFF
         self._has_news = True
 
     # -- SimulatedDevice ---------------------------------------------------------------------

@@ -398,6 +398,8 @@ class _GlucoseTransfer:
     async def receive(self, uuid: int, value: bytes, at: datetime) -> None:
         decoded = await self.s._decodes(uuid, value)
         if decoded is None:
+            if uuid == uuids.GLUCOSE_MEASUREMENT:
+                await self._past_malformed(value)
             return
         seq = getattr(decoded, "sequence_number", None)
         if not isinstance(seq, int):
@@ -432,6 +434,20 @@ class _GlucoseTransfer:
             self.pending = None
             await self._complete(seq, self.s._reading(uuids.GLUCOSE_MEASUREMENT, value, at))
 
+    async def _past_malformed(self, value: bytes) -> None:
+        """A record that does not decode has its bytes kept sealed (`Session._malformed`); when
+        it is the next number of the sequence, the cursor may pass it, or every connection
+        would fetch and report it again. Its number is read only when it follows the last one
+        (flags, then the u16): a number itself damaged must not move the cursor ahead of
+        records still to fetch."""
+        if len(value) < 3:
+            return
+        await self.flush_pending()  # the one before it, its context never coming now
+        seq = value[1] | value[2] << 8
+        last = self.last_seq if self.last_seq is not None else self.cursor
+        if last is not None and seq == last + 1:
+            self.last_seq = seq
+
     async def _complete(self, seq: int, reading: Reading) -> None:
         self.batch.append(reading)
         self.last_seq = seq
@@ -441,9 +457,8 @@ class _GlucoseTransfer:
     async def commit(self) -> None:
         """Batch and cursor in one transaction; a measurement still waiting for its context
         stays out, so the cursor never passes it."""
-        if not self.batch:
+        if self.last_seq is None or (not self.batch and self.last_seq == self.cursor):
             return
-        assert self.last_seq is not None
         await self.s.store.add(self.batch, cursor=(self.s.address, self.last_seq))
         self.committed += len(self.batch)
         self.cursor = self.last_seq

@@ -101,3 +101,42 @@ async def test_no_records_found_is_a_clean_session(
     assert store.readings == []
     assert store.cursors[meter.address] == 2
     assert not meter.procedure_running
+
+
+async def test_a_malformed_last_record_is_passed_once_its_bytes_are_kept(
+    world: World, store: Any, run_central: Any
+) -> None:
+    """Its number follows the last one: the cursor passes it (its bytes are kept sealed), so
+    the next connection neither fetches nor reports it again."""
+    meter = GlucoseMeter(address="C0:11:22:33:44:58", name="meter", clock=local_clock)
+    meter.measure(Decimal("0.00070"))
+    meter.measure(Decimal("0.00071"))
+    # seq 2, flags announcing a time offset and a concentration that never come
+    meter.add_raw(bytes([0x03, 0x02, 0x00]) + bytes.fromhex("ea070b1c0f1e00"))
+    world.add(meter)
+    await enroll(store, meter.address, "glucose")
+    async with run_central() as central:
+        await until(lambda: central.devices[meter.address].sessions == 1)
+        assert store.cursors[meter.address] == 2
+        meter.measure(Decimal("0.00072"))  # seq 3: news, so it connects again
+        world.wake(meter.address)
+        await until(lambda: central.devices[meter.address].sessions == 2)
+    assert len(store.events_of("malformed_value")) == 1  # not again at the second connection
+    assert [r.sequence_number() for r in store.readings] == [0, 1, 3]
+    assert len(await store.store.malformed()) == 1
+
+
+async def test_a_malformed_record_whose_number_jumps_does_not_move_the_cursor(
+    world: World, store: Any, run_central: Any
+) -> None:
+    """A damaged number (here 0x7F00 after 1) must not move the cursor past records still to
+    fetch: the cursor stays at the last one committed."""
+    meter = GlucoseMeter(address="C0:11:22:33:44:59", name="meter", clock=local_clock)
+    meter.measure(Decimal("0.00070"))
+    meter.measure(Decimal("0.00071"))
+    meter.add_raw(bytes([0x03, 0x00, 0x7F]) + bytes.fromhex("ea070b1c0f1e00"))
+    world.add(meter)
+    await enroll(store, meter.address, "glucose")
+    async with run_central() as central:
+        await until(lambda: central.devices[meter.address].sessions == 1)
+    assert store.cursors[meter.address] == 1
