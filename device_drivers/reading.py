@@ -99,8 +99,10 @@ class Reading:
 
     def capture_key_values(self) -> tuple[bytes, int | str]:
         """`capture_keys` as the identity's 16 bytes (its hex is `identity()`) and the PHD
-        timestamp's seconds (its decimal text is `phd_timestamp_part()`). A blood-pressure
-        value, which has no sequence number, needs only its time stamp: read without decoding
+        timestamp part: its seconds as an int when that is all of it (their decimal text is
+        `phd_timestamp_part()`), else its text (an offset or microseconds after them). A
+        blood-pressure value, which has no sequence number, needs only its time stamp: read
+        without decoding
         the rest when that is certain to agree."""
         if self.characteristic == BLOOD_PRESSURE_MEASUREMENT:
             value = self.value

@@ -445,7 +445,7 @@ class _GlucoseTransfer:
         await self.flush_pending()  # the one before it, its context never coming now
         seq = value[1] | value[2] << 8
         last = self.last_seq if self.last_seq is not None else self.cursor
-        if last is not None and seq == last + 1:
+        if last is not None and seq == (last + 1) & 0xFFFF:  # after 65535 comes 0
             self.last_seq = seq
 
     async def _complete(self, seq: int, reading: Reading) -> None:

@@ -205,11 +205,21 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     # lower case hex and canonical decimal: unpacking gives back the exact text
     if ident.hex() != identity:
         return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
-    if phd_timestamp.lstrip("-").isdigit() and str(int(phd_timestamp)) == phd_timestamp:
-        return pack_captured(reading, ident, int(phd_timestamp))
+    seconds = _canonical_int(phd_timestamp)
+    if seconds is not None:
+        return pack_captured(reading, ident, seconds)
     if _phd_parts(phd_timestamp) is None:
         return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
     return pack_captured(reading, ident, phd_timestamp)
+
+
+def _canonical_int(text: str) -> int | None:
+    """`text` as an int when it is one's canonical decimal text (what unpacking gives back)."""
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if str(value) == text else None
 
 
 def pack_captured(reading: Reading, identity: bytes, phd: PhdStamp) -> bytes:

@@ -15,10 +15,14 @@ from gateway.store.schema import BUSY_TIMEOUT_MS, DB_NAME
 
 __all__ = ["StoreStatus", "device_rows", "first_waiting", "read_status", "stats_of"]
 
-_DEVICE_COLUMNS = (
+_DEVICE_COLUMNS_5 = (
     "address, kind, name, paired_at, manufacturer, model, serial, firmware, hardware, "
-    "software, system_id, last_contact, battery, weight_resolution, height_resolution"
+    "software, system_id, last_contact, battery"
 )
+_DEVICE_COLUMNS = _DEVICE_COLUMNS_5 + ", weight_resolution, height_resolution"
+# constant column lists, nothing from outside
+_SELECT_DEVICES = "SELECT " + _DEVICE_COLUMNS + " FROM devices ORDER BY address"  # noqa: S608
+_SELECT_DEVICES_5 = "SELECT " + _DEVICE_COLUMNS_5 + ", NULL, NULL FROM devices ORDER BY address"  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,12 @@ def stats_of(
 
 
 def device_rows(conn: sqlite3.Connection) -> list[DeviceRecord]:
-    rows = conn.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY address").fetchall()  # noqa: S608 - constant column list
+    try:
+        rows = conn.execute(_SELECT_DEVICES).fetchall()
+    except sqlite3.OperationalError:
+        # a store the service has not migrated yet (status opens it read-only): schema 5 had
+        # no resolution columns
+        rows = conn.execute(_SELECT_DEVICES_5).fetchall()
     return [
         DeviceRecord(
             address=r[0],

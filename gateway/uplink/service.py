@@ -266,12 +266,18 @@ class Uplink(Generic[T]):
     # --- certificate expiry (cert_expiry.py) --------------------------------------------------
 
     async def _watch_certificates(self, checked: bool) -> None:
-        """Daily after a check; every `UNTRUSTED_RECHECK_S` while the clock cannot count days."""
+        """Daily after a check; every `UNTRUSTED_RECHECK_S` while the clock cannot count days.
+        A check that fails (the store refusing its event, say) is logged and tried again: the
+        watch must outlive it, and must never end the uplink."""
         while True:
             await asyncio.sleep(
                 cert_expiry.CHECK_INTERVAL_S if checked else cert_expiry.UNTRUSTED_RECHECK_S
             )
-            checked = await self._check_certificates()
+            try:
+                checked = await self._check_certificates()
+            except Exception as exc:  # a watch, not a part of delivery
+                log.warning("uplink: certificate check failed (%s); trying again later", exc)
+                checked = False
 
     async def _check_certificates(self) -> bool:
         """An event and a warning per certificate that ends soon or has ended; False when the
@@ -422,6 +428,8 @@ class Uplink(Generic[T]):
         limits = conn.limits
         if not limits.retain_available and self._retain:
             await self._no_retain("the broker keeps no retained messages: status goes unretained")
+        elif limits.retain_available and not self._retain and conn.protocol is Protocol.V5:
+            self._retain = True  # it keeps them again (reconfigured, or another broker)
         topic = self.settings.topic("observations")
         self._broker_max = (
             None
@@ -433,10 +441,26 @@ class Uplink(Generic[T]):
             if self._broker_max is None
             else max(1, min(self._max_bytes, self._broker_max))
         )
-        await self._publish_status(conn, "online")
+        await self._status_and_events(conn)
+        await self._drain(conn)
+
+    async def _status_and_events(self, conn: MqttConnection) -> None:
+        """Status, then the events not yet published; an empty queue once both went through
+        proves the link (only then: a broker refusing the events alone is refused once, not
+        at every reconnect)."""
+        empty = await self._publish_status(conn, "online")
         self._failed_text = None
         await self._publish_events(conn)
-        await self._drain(conn)
+        if empty:
+            self._proved()
+
+    def _window(self, conn: MqttConnection) -> int:
+        """Publishes in flight at most: ours, under the broker's Receive Maximum with a place
+        left for a status publish."""
+        receive = conn.limits.receive_maximum
+        return (
+            self._max_inflight if receive is None else max(1, min(self._max_inflight, receive - 1))
+        )
 
     def _proved(self) -> None:
         """The link delivers (an observation's PUBACK, or nothing left to send): the next
@@ -446,11 +470,7 @@ class Uplink(Generic[T]):
         self._recorded_error = None
 
     async def _drain(self, conn: MqttConnection) -> None:
-        # Under the broker's Receive Maximum, with a place left for a status publish.
-        receive = conn.limits.receive_maximum
-        window = asyncio.Semaphore(
-            self._max_inflight if receive is None else max(1, min(self._max_inflight, receive - 1))
-        )
+        window = asyncio.Semaphore(self._window(conn))
         last_status = time.monotonic()
         topic = self.settings.topic("observations")
         # The next lease runs on the store's thread while this one is mapped and published.
@@ -469,8 +489,7 @@ class Uplink(Generic[T]):
                     if self._refused is not None:
                         raise _Refused(self._refused)
                     if not self._in_flight:
-                        await self._publish_status(conn, "online")
-                        await self._publish_events(conn)
+                        await self._status_and_events(conn)
                         last_status = time.monotonic()
                         with contextlib.suppress(TimeoutError):
                             async with asyncio.timeout(IDLE_RECHECK_S):
@@ -740,7 +759,8 @@ class Uplink(Generic[T]):
         }
         return json.dumps(body, separators=(",", ":")).encode()
 
-    async def _publish_status(self, conn: MqttConnection, state: str) -> None:
+    async def _publish_status(self, conn: MqttConnection, state: str) -> bool:
+        """Publish the retained status; True when it said the queue is empty."""
         stats = await self._stats()
         topic = self.settings.topic("status")
         fut = conn.publish(topic, self._status_json(state, *stats), retain=self._retain)
@@ -749,18 +769,20 @@ class Uplink(Generic[T]):
         except PublishRejected as exc:
             raise _Refused(self._refusal(exc, topic)) from None
         if stats[0] == 0:
-            # upstream has everything: in sync now, though no reading needed to go; and the
-            # link proved good (not merely a lease that found nothing yet: a cut released by
-            # the last session may still be on its way back to the queue)
+            # upstream has everything: in sync now, though no reading needed to go (not merely
+            # a lease that found nothing yet: a cut released by the last session may still be
+            # on its way back to the queue)
             self._last_sync = datetime.now(UTC)
-            self._proved()
+            return True
+        return False
 
     async def _publish_events(self, conn: MqttConnection) -> None:
         while True:
             events = await self._outbox.events(after=self._events_after, limit=EVENTS_BATCH)
             if not events:
                 return
-            futures = []
+            futures: list[asyncio.Future[None]] = []
+            window = self._window(conn)
             for ev in events:
                 body = {
                     "id": ev.id,
@@ -769,14 +791,23 @@ class Uplink(Generic[T]):
                     "detail": dict(ev.detail),
                 }
                 payload = json.dumps(body, separators=(",", ":"), default=str).encode()
+                if len(futures) >= window:  # under the broker's Receive Maximum
+                    await self._events_acked(conn, futures)
+                    futures = []
                 futures.append(conn.publish(self.settings.topic("events"), payload))
+            await self._events_acked(conn, futures)
+            self._events_after = max(ev.id for ev in events)
+            if self._cursor_path is not None:
+                await asyncio.to_thread(self._save_cursor, self._events_after)
+
+    async def _events_acked(
+        self, conn: MqttConnection, futures: list[asyncio.Future[None]]
+    ) -> None:
+        if futures:
             try:
                 await self._until(conn, asyncio.gather(*futures))
             except PublishRejected as exc:
                 raise _Refused(self._refusal(exc, self.settings.topic("events"))) from None
-            self._events_after = max(ev.id for ev in events)
-            if self._cursor_path is not None:
-                await asyncio.to_thread(self._save_cursor, self._events_after)
 
     def _load_cursor(self) -> int:
         assert self._cursor_path is not None

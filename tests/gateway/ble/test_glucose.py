@@ -140,3 +140,19 @@ async def test_a_malformed_record_whose_number_jumps_does_not_move_the_cursor(
     async with run_central() as central:
         await until(lambda: central.devices[meter.address].sessions == 1)
     assert store.cursors[meter.address] == 1
+
+
+async def test_after_65535_a_malformed_record_0_is_passed_too(
+    world: World, store: Any, run_central: Any
+) -> None:
+    meter = GlucoseMeter(
+        address="C0:11:22:33:44:5A", name="meter", clock=local_clock, next_sequence_number=65534
+    )
+    meter.measure(Decimal("0.00070"))  # 65534
+    meter.measure(Decimal("0.00071"))  # 65535
+    meter.add_raw(bytes([0x03, 0x00, 0x00]) + bytes.fromhex("ea070b1c0f1e00"))  # 0, malformed
+    world.add(meter)
+    await enroll(store, meter.address, "glucose")
+    async with run_central() as central:
+        await until(lambda: central.devices[meter.address].sessions == 1)
+    assert store.cursors[meter.address] == 0  # the numbers wrap after 65535

@@ -434,3 +434,16 @@ async def test_a_quarantined_newest_row_frees_its_place(state_dir: Path, clock: 
         assert [x.id for x in await s.lease(10)] == ids[:2]  # the third is quarantined
         new = await s.add([current_time(9)])  # may take the quarantined row's seq
         assert [x.id for x in await s.lease(10)] == new
+
+
+async def test_status_reads_a_store_not_yet_migrated(state_dir: Path) -> None:
+    """`carebox status` opens the store read-only: after an upgrade, before the service has
+    migrated it, a schema 5 store still shows its devices."""
+    paired = datetime(2026, 1, 2, tzinfo=UTC)
+    async with await Store.open(state_dir, min_free_mb=0) as s:
+        await s.upsert_device(DeviceRecord("E0:11:22:33:44:55", "weight_scale", "WS", paired))
+    with sqlite3.connect(state_dir / "store.db") as conn:
+        _without_resolutions(conn)
+        conn.execute("PRAGMA user_version = 5")
+    (device,) = Store.read_status(state_dir).devices
+    assert (device.address, device.weight_resolution) == ("E0:11:22:33:44:55", None)

@@ -206,13 +206,15 @@ def test_a_record_stored_before_the_microseconds_keeps_its_part() -> None:
 
 
 @pytest.mark.parametrize(
-    "phd", ["849182400.000250", "-5.999999", "849194940-60", "849194940+1", "12", "-3"]
+    "phd",
+    ["849182400.000250", "-5.999999", "849194940-60", "849194940+1", "12", "-3", "--5", "²"],
 )
 def test_every_captured_part_packs_in_layout_2_and_opens_as_it_was(phd: str) -> None:
     reading = blood_pressure(120, 80, 60)
     identity = reading.capture_keys()[0]
     packed = records.pack_reading(reading, identity, phd)
-    assert packed[0] == records.RECORD_FORMAT
+    # any other text goes to layout 1, as it is
+    assert packed[0] == (1 if phd in ("--5", "²") else records.RECORD_FORMAT)
     assert records.unpack_fields(packed)[8] == phd
 
 

@@ -157,6 +157,8 @@ async def test_the_broker_receive_maximum_bounds_what_is_in_flight(
     try:
         outbox = MemoryOutbox()
         outbox.add(*readings(2000))
+        for n in range(30):  # published at connect: under the same bound
+            await outbox.record_event("store.quota", used_pct=n)
         uplink = Uplink(
             settings(pki, proxy.port), outbox, json_mapper, version="t", max_readings=10
         )
@@ -269,3 +271,32 @@ async def test_an_mqtt5_connect_closed_unanswered_does_not_give_up_mqtt5(pki: Te
         server.close()
         await server.wait_closed()
     assert fake.levels[:3] == [5, 4, 5]  # closed, closed, then MQTT 5 answered
+
+
+async def test_events_refused_alone_are_one_refusal_not_one_per_reconnect(
+    pki: TestPki, tmp_path: Path
+) -> None:
+    """Status goes through and the queue is empty, but the events topic is refused: the
+    refusal is recorded once, however often the box reconnects."""
+    allowed = (
+        "topic write carebox/v1/cbx-test/status",
+        "topic write carebox/v1/cbx-test/observations",
+    )
+    broker = start_broker(pki.dev, tmp_path / "acl-broker", options=(_acl(tmp_path, *allowed),))
+    try:
+        outbox = MemoryOutbox()
+        await outbox.record_event("store.quota", used_pct=91)
+        uplink = Uplink(
+            settings(pki, broker.tls_port),
+            outbox,
+            json_mapper,
+            version="t",
+            backoff=Backoff(0.05, 0.2),  # a refusal waits the maximum: 0.2 s here
+        )
+        async with running(uplink):
+            await eventually(lambda: connects(broker) >= 4, within=20)
+        refusals = [e for e in outbox.event_log if e.kind == EventKind.REFUSED]
+        assert len(refusals) == 1
+        assert "carebox/v1/cbx-test/events" in refusals[0].detail["error"]
+    finally:
+        broker.stop()
