@@ -344,13 +344,17 @@ def _without_resolutions(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE devices DROP COLUMN height_resolution")
 
 
-async def test_version_5_devices_gain_the_scale_resolutions(state_dir: Path) -> None:
+async def _schema_5_store_with_a_scale(state_dir: Path) -> None:
     paired = datetime(2026, 1, 2, tzinfo=UTC)
     async with await Store.open(state_dir, min_free_mb=0) as s:
         await s.upsert_device(DeviceRecord("E0:11:22:33:44:55", "weight_scale", "WS", paired))
     with sqlite3.connect(state_dir / "store.db") as conn:
         _without_resolutions(conn)
         conn.execute("PRAGMA user_version = 5")
+
+
+async def test_version_5_devices_gain_the_scale_resolutions(state_dir: Path) -> None:
+    await _schema_5_store_with_a_scale(state_dir)
     async with await Store.open(state_dir, min_free_mb=0) as s:
         (device,) = await s.devices()
         assert (device.name, device.weight_resolution, device.height_resolution) == (
@@ -439,11 +443,6 @@ async def test_a_quarantined_newest_row_frees_its_place(state_dir: Path, clock: 
 async def test_status_reads_a_store_not_yet_migrated(state_dir: Path) -> None:
     """`carebox status` opens the store read-only: after an upgrade, before the service has
     migrated it, a schema 5 store still shows its devices."""
-    paired = datetime(2026, 1, 2, tzinfo=UTC)
-    async with await Store.open(state_dir, min_free_mb=0) as s:
-        await s.upsert_device(DeviceRecord("E0:11:22:33:44:55", "weight_scale", "WS", paired))
-    with sqlite3.connect(state_dir / "store.db") as conn:
-        _without_resolutions(conn)
-        conn.execute("PRAGMA user_version = 5")
+    await _schema_5_store_with_a_scale(state_dir)
     (device,) = Store.read_status(state_dir).devices
     assert (device.address, device.weight_resolution) == ("E0:11:22:33:44:55", None)
