@@ -148,8 +148,8 @@ class Service:
                 hardware=rec.hardware,
                 software=rec.software,
                 system_id=rec.system_id,
-                weight_resolution=_code(getattr(rec, "weight_resolution", None)),
-                height_resolution=_code(getattr(rec, "height_resolution", None)),
+                weight_resolution=_code(rec.weight_resolution),
+                height_resolution=_code(rec.height_resolution),
             )
         return FhirContext(
             gateway_id=self.config.gateway_id,

@@ -205,12 +205,10 @@ def pack_reading(reading: Reading, identity: str, phd_timestamp: str) -> bytes:
     # lower case hex and canonical decimal: unpacking gives back the exact text
     if ident.hex() != identity:
         return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
+    # plain seconds as the int the add path gives; any other text as it is (pack_captured
+    # keeps the suffixes layout 2 holds, and writes anything else in layout 1)
     seconds = _canonical_int(phd_timestamp)
-    if seconds is not None:
-        return pack_captured(reading, ident, seconds)
-    if _phd_parts(phd_timestamp) is None:
-        return _pack_v1(reading, identity, phd_timestamp, reading.device.encode())
-    return pack_captured(reading, ident, phd_timestamp)
+    return pack_captured(reading, ident, phd_timestamp if seconds is None else seconds)
 
 
 def _canonical_int(text: str) -> int | None:
